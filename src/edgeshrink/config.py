@@ -1,0 +1,115 @@
+"""Configs: frozen dataclasses that validate themselves and round-trip through plain data.
+
+Every transform of edgeshrink takes one config. A *recipe* is an ordered list of configs,
+stored as plain dicts (``{"kind": "unstructured", "sparsity": 0.8, ...}``) so that it can be
+saved in results.json, diffed, and passed back on the command line.
+
+Example:
+    >>> cfg = config_from_dict({"kind": "unstructured", "sparsity": 0.8})
+    >>> config_to_dict(cfg)["sparsity"]
+    0.8
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import yaml
+
+from edgeshrink.errors import UserError
+
+__all__ = [
+    "Config",
+    "register_config",
+    "config_from_dict",
+    "config_to_dict",
+    "recipe_from_yaml",
+    "recipe_to_yaml",
+    "check_range",
+    "check_choice",
+    "CONFIGS",
+]
+
+CONFIGS: dict[str, type[Config]] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Base of every transform config.
+
+    ``kind`` is the name a recipe uses for the class; ``stage`` says what the transform
+    consumes and produces: ``"model"`` (PyTorch model in, PyTorch model out) or
+    ``"artifact"`` (PyTorch model in, deployable artifact out: ends a recipe).
+    """
+
+    kind: ClassVar[str] = ""
+    stage: ClassVar[str] = "model"
+
+
+def register_config(cls: type[Config]) -> type[Config]:
+    """Class decorator: make ``cls`` reachable from recipes under ``cls.kind``."""
+    if not cls.kind:
+        raise TypeError(f"{cls.__name__} needs a non-empty `kind`")
+    if cls.kind in CONFIGS and CONFIGS[cls.kind] is not cls:
+        raise TypeError(f"config kind {cls.kind!r} registered twice")
+    CONFIGS[cls.kind] = cls
+    return cls
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    """Plain-data form of a config: ``kind`` first, then its fields."""
+    out: dict[str, Any] = {"kind": cfg.kind}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        out[f.name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Build a config from its plain-data form; unknown kinds and fields are user errors."""
+    data = dict(data)
+    kind = data.pop("kind", None)
+    if kind not in CONFIGS:
+        known = ", ".join(sorted(CONFIGS))
+        raise UserError(f"unknown transform kind {kind!r}; known kinds: {known}.")
+    cls = CONFIGS[kind]
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise UserError(
+            f"{kind}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(names)}."
+        )
+    for name, value in data.items():
+        if isinstance(value, list):
+            data[name] = tuple(value)
+    try:
+        return cls(**data)
+    except TypeError as exc:
+        raise UserError(f"{kind}: {exc}.") from None
+
+
+def recipe_to_yaml(recipe: list[Config]) -> str:
+    return yaml.safe_dump([config_to_dict(c) for c in recipe], sort_keys=False)
+
+
+def recipe_from_yaml(text: str) -> list[Config]:
+    items = yaml.safe_load(text) or []
+    if not isinstance(items, list):
+        raise UserError("a recipe must be a YAML list of transform configs.")
+    return [config_from_dict(item) for item in items]
+
+
+def check_range(
+    name: str, value: float, low: float, high: float, *, high_open: bool = False
+) -> None:
+    """Raise a UserError naming ``name`` unless ``low <= value <= high`` (or ``< high``)."""
+    ok = low <= value < high if high_open else low <= value <= high
+    if not ok:
+        bracket = ")" if high_open else "]"
+        raise UserError(f"{name} must be in [{low}, {high}{bracket}, got {value}.")
+
+
+def check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> None:
+    if value not in choices:
+        raise UserError(f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}.")

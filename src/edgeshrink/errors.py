@@ -1,0 +1,10 @@
+"""The one exception type that means "the user gave us something we cannot use"."""
+
+__all__ = ["UserError"]
+
+
+class UserError(Exception):
+    """A mistake in what the user gave: the CLI prints the message and exits with code 2.
+
+    The message is one sentence that names the thing and the fix.
+    """

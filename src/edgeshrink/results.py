@@ -1,0 +1,224 @@
+"""Result records: what a study measured, as plain data, and the Pareto front over them.
+
+Everything downstream of measurement (Pareto, advisor, report) works on these records,
+never on models. ``results.json`` is a :class:`RunRecord` written with :func:`save_run`.
+
+Example:
+    >>> run = load_run("runs/demo")
+    >>> [c.name for c in pareto_front(run.all_candidates())]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeshrink.errors import UserError
+
+__all__ = [
+    "CandidateRecord",
+    "RunRecord",
+    "load_run",
+    "save_run",
+    "pareto_front",
+    "atomic_write_text",
+    "atomic_write_bytes",
+    "DEFAULT_OBJECTIVES",
+]
+
+
+@dataclass
+class CandidateRecord:
+    """One compressed (or baseline) model, measured on its exported artifact.
+
+    Attributes:
+        name: unique within the run, e.g. ``prune-unstructured-80``.
+        recipe: the ordered transform configs as plain dicts (see ``edgeshrink.config``).
+        family: ``baseline``, ``pruning``, ``quantization`` or ``both``.
+        metric: ``{"name": ..., "value": ..., "extras": {...}}``; accuracies in percent.
+        metric_drop: baseline minus candidate, in points of the metric (positive = worse).
+        size_bytes: bytes of the artifact file on disk.
+        size_compressed_bytes: bytes after deflate (zlib level 9) of that file.
+        size_encoded_bytes: bytes of the sparse/packed storage form where one exists.
+        latency_ms: ``{"p50", "p90", "threads", "batch", "by_threads": {"1": {...}}, "source"}``
+            where ``source`` is ``measured`` (here) or the name of a bench JSON from a device.
+        peak_memory_mb: peak resident memory of a fresh process loading and running it.
+        params: parameters of the model (non-zero ones are ``params - zeros``).
+        macs: multiply-accumulates per sample of the dense model.
+        sparsity: fraction of zero weights over prunable layers (0..1).
+        sparsity_kind: ``none``, ``unstructured``, ``structured`` or ``n:m``.
+        precision: the weight precision that ships: ``fp32``, ``fp16``, ``int8``, ``int4``, ...
+        runtime: ``onnxruntime``, or ``simulated`` where no runtime executes the format.
+        artifact: path of the artifact relative to the run folder.
+        notes: free-form facts (e.g. the quantization format, how a simulated one runs).
+    """
+
+    name: str
+    recipe: list[dict[str, Any]]
+    family: str
+    metric: dict[str, Any]
+    metric_drop: float
+    size_bytes: int
+    size_compressed_bytes: int
+    latency_ms: dict[str, Any]
+    peak_memory_mb: float
+    params: int
+    sparsity: float
+    runtime: str
+    artifact: str
+    macs: int = 0
+    sparsity_kind: str = "none"
+    precision: str = "fp32"
+    size_encoded_bytes: int | None = None
+    seconds: float = 0.0
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CandidateRecord:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    @property
+    def value(self) -> float:
+        return float(self.metric["value"])
+
+    @property
+    def p50(self) -> float:
+        return float(self.latency_ms["p50"])
+
+    @property
+    def stored_bytes(self) -> int:
+        """The smallest honest storage figure: encoded form if any, else deflated file."""
+        if self.size_encoded_bytes:
+            return min(self.size_encoded_bytes, self.size_compressed_bytes)
+        return self.size_compressed_bytes
+
+
+@dataclass
+class RunRecord:
+    """A whole study: the task, the baseline, the candidates, the Pareto front.
+
+    ``device``, ``constraints`` and ``recommendation`` are filled by the advisor when a
+    study or ``edgeshrink recommend`` names a device.
+    """
+
+    task: str
+    metric: dict[str, Any]
+    baseline: CandidateRecord | None = None
+    candidates: list[CandidateRecord] = field(default_factory=list)
+    pareto: list[str] = field(default_factory=list)
+    machine: dict[str, Any] = field(default_factory=dict)
+    created: str = ""
+    device: dict[str, Any] | None = None
+    constraints: dict[str, Any] = field(default_factory=dict)
+    recommendation: dict[str, Any] | None = None
+    sensitivity: dict[str, Any] = field(default_factory=dict)
+
+    def all_candidates(self) -> list[CandidateRecord]:
+        return ([self.baseline] if self.baseline else []) + list(self.candidates)
+
+    def get(self, name: str) -> CandidateRecord:
+        for c in self.all_candidates():
+            if c.name == name:
+                return c
+        raise UserError(f"run has no candidate named {name!r}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["baseline"] = self.baseline.to_dict() if self.baseline else None
+        out["candidates"] = [c.to_dict() for c in self.candidates]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in names}
+        if kwargs.get("baseline"):
+            kwargs["baseline"] = CandidateRecord.from_dict(kwargs["baseline"])
+        kwargs["candidates"] = [CandidateRecord.from_dict(c) for c in kwargs.get("candidates", [])]
+        return cls(**kwargs)
+
+
+def atomic_write_bytes(path: Path | str, data: bytes) -> None:
+    """Write to a temporary file beside ``path``, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path | str, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def save_run(run: RunRecord, run_dir: Path | str) -> Path:
+    path = Path(run_dir) / "results.json"
+    atomic_write_text(path, json.dumps(run.to_dict(), indent=2) + "\n")
+    return path
+
+
+def load_run(run_dir: Path | str) -> RunRecord:
+    """Read ``RUN/results.json`` (``run_dir`` may also be the json file itself)."""
+    path = Path(run_dir)
+    if path.is_dir():
+        path = path / "results.json"
+    if not path.is_file():
+        raise UserError(f"{path} does not exist: run `edgeshrink study --out DIR` first.")
+    try:
+        return RunRecord.from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError, KeyError) as exc:
+        raise UserError(f"{path} is not a valid edgeshrink results file ({exc}).") from None
+
+
+# Objectives: (attribute getter, "max" or "min").
+DEFAULT_OBJECTIVES: tuple[tuple[str, str], ...] = (
+    ("value", "max"),
+    ("stored_bytes", "min"),
+    ("p50", "min"),
+)
+
+
+def _oriented(rec: CandidateRecord, objectives, higher_is_better: bool) -> tuple[float, ...]:
+    out = []
+    for attr, sense in objectives:
+        v = float(getattr(rec, attr))
+        if attr == "value" and not higher_is_better:
+            sense = "min"
+        out.append(-v if sense == "max" else v)  # smaller is better in every coordinate
+    return tuple(out)
+
+
+def pareto_front(
+    records: list[CandidateRecord],
+    objectives: tuple[tuple[str, str], ...] = DEFAULT_OBJECTIVES,
+    *,
+    higher_is_better: bool = True,
+) -> list[str]:
+    """Names of the records that no other record dominates on ``objectives``.
+
+    A record dominates another when it is at least as good on every objective and strictly
+    better on one. Pure function of the records.
+    """
+    points = [(r.name, _oriented(r, objectives, higher_is_better)) for r in records]
+    front = []
+    for name, p in points:
+        dominated = any(
+            all(a <= b for a, b in zip(q, p, strict=True)) and q != p for _, q in points
+        )
+        if not dominated:
+            front.append(name)
+    return front
