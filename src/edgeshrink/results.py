@@ -49,7 +49,9 @@ class CandidateRecord:
             where ``source`` is ``measured`` (here) or the name of a bench JSON from a device.
         peak_memory_mb: peak resident memory of a fresh process loading and running it.
         params: parameters of the model (non-zero ones are ``params - zeros``).
-        macs: multiply-accumulates per sample of the dense model.
+        macs: multiply-accumulates per sample of the (physically smaller, if pruned) model.
+        activation_elems: elements of all intermediate activations per sample (for
+            bandwidth estimates: times the activation precision's bytes).
         sparsity: fraction of zero weights over prunable layers (0..1).
         sparsity_kind: ``none``, ``unstructured``, ``structured`` or ``n:m``.
         precision: the weight precision that ships: ``fp32``, ``fp16``, ``int8``, ``int4``, ...
@@ -72,6 +74,7 @@ class CandidateRecord:
     runtime: str
     artifact: str
     macs: int = 0
+    activation_elems: int = 0
     sparsity_kind: str = "none"
     precision: str = "fp32"
     size_encoded_bytes: int | None = None

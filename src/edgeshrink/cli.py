@@ -1,0 +1,71 @@
+"""The ``edgeshrink`` command: subcommands are discovered in ``edgeshrink.commands``.
+
+Every user mistake (an :class:`~edgeshrink.errors.UserError`) ends in one sentence on
+stderr and exit code 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+import sys
+
+import typer
+
+from edgeshrink import commands
+from edgeshrink.errors import UserError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="edgeshrink",
+    help="Prune, quantize, or both: every sensible compression of a PyTorch model, "
+    "measured on the file that would ship, and one recommendation for your device.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors."),
+) -> None:
+    if debug:
+        os.environ["EDGESHRINK_DEBUG"] = "1"
+
+
+def _register_commands() -> None:
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
+        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+        module.register(app)
+
+
+_register_commands()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        app(args=argv, standalone_mode=False)
+    except UserError as exc:
+        if debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except (typer.Abort, KeyboardInterrupt):
+        print("aborted", file=sys.stderr)
+        raise SystemExit(130) from None
+    except SystemExit:
+        raise
+    except Exception as exc:  # click usage errors carry their own exit code
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            raise SystemExit(2) from None
+        if isinstance(exc, click.exceptions.Exit):
+            raise SystemExit(exc.exit_code) from None
+        raise
