@@ -1,0 +1,48 @@
+"""A single-file copy of ``edgeshrink bench`` for a device: a zipapp (PEP 441).
+
+It holds ``edgeshrink/__init__.py``, ``edgeshrink/errors.py`` and ``edgeshrink/bench/``,
+nothing else, so it runs wherever numpy and onnxruntime are installed:
+``python3 edgeshrink-bench.pyz model.onnx --threads 4``.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+__all__ = ["write_pyz", "PORTABLE_FILES"]
+
+# Files of the package the bench path needs, relative to the edgeshrink package folder.
+PORTABLE_FILES = ("__init__.py", "errors.py")
+_HOST_ONLY = ("merge.py",)  # imports edgeshrink.results: used on the host only
+_MAIN = "import sys\nfrom edgeshrink.bench.cli import main\nsys.exit(main())\n"
+
+
+def write_pyz(path: str | os.PathLike) -> Path:
+    """Write the zipapp to ``path`` (atomically) and return the path.
+
+    Example:
+        >>> write_pyz("/tmp/edgeshrink-bench.pyz").suffix
+        '.pyz'
+    """
+    path = Path(path)
+    pkg = Path(__file__).resolve().parent.parent
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(b"#!/usr/bin/env python3\n")  # as zipapp does: ./edgeshrink-bench.pyz runs
+            with zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf:
+                zf.writestr("__main__.py", _MAIN)
+                for name in PORTABLE_FILES:
+                    zf.write(pkg / name, f"edgeshrink/{name}")
+                for src in sorted((pkg / "bench").glob("*.py")):
+                    if src.name not in _HOST_ONLY:
+                        zf.write(src, f"edgeshrink/bench/{src.name}")
+        tmp.chmod(0o755)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
