@@ -27,7 +27,7 @@ def report(
     console = Console()
     if not quiet:
         print_summary(load_run(run), console)
-    console.print(f"report: {path}")
+    console.print(f"report: {path}", markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,17 @@ def _e(text: Any) -> str:
     return escape(str(text), quote=True)
 
 
+def _finite(obj: Any) -> Any:
+    """NaN/inf (a failed measurement) become null, which Plotly draws as a gap."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def script_json(obj: Any) -> str:
     """JSON that is safe inside ``<script>``: ``<``, ``>``, ``&`` as ``\\u003c`` etc.
 
@@ -61,7 +73,7 @@ def script_json(obj: Any) -> str:
         >>> script_json({"name": "</script>"})
         '{"name": "\\\\u003c/script\\\\u003e"}'
     """
-    text = json.dumps(obj, allow_nan=False, default=str)
+    text = json.dumps(_finite(obj), allow_nan=False, default=str)
     for ch, code in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e")):
         text = text.replace(ch, code)
     return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")

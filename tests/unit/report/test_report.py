@@ -106,6 +106,7 @@ def test_script_json_cannot_close_a_script_block():
     text = script_json({"name": "</script><!--&\u2028"})
     assert not set("<>&") & set(text) and "\u2028" not in text
     assert json.loads(text) == {"name": "</script><!--&\u2028"}
+    assert json.loads(script_json({"z": [1.0, float("nan"), float("inf")]})) == {"z": [1.0, None, None]}
 
 
 def test_pngs_are_real_images(report):
