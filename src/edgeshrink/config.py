@@ -41,10 +41,14 @@ class Config:
     ``kind`` is the name a recipe uses for the class; ``stage`` says what the transform
     consumes and produces: ``"model"`` (PyTorch model in, PyTorch model out) or
     ``"artifact"`` (PyTorch model in, deployable artifact out: ends a recipe).
+    ``family`` (``pruning``, ``quantization`` or empty) and ``sparsity_kind`` (``none``,
+    ``unstructured``, ``structured``, ``n:m``) label the candidates a recipe makes.
     """
 
     kind: ClassVar[str] = ""
     stage: ClassVar[str] = "model"
+    family: ClassVar[str] = ""
+    sparsity_kind: ClassVar[str] = "none"
 
 
 def register_config(cls: type[Config]) -> type[Config]:

@@ -158,6 +158,9 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make reports unshareable
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

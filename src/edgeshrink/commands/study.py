@@ -1,0 +1,85 @@
+"""``edgeshrink study``: every sensible compression of a task's model, measured and compared."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+__all__ = ["register"]
+
+
+def _threads(text: str) -> tuple[int, ...]:
+    from edgeshrink.errors import UserError
+
+    try:
+        values = tuple(sorted({int(t) for t in text.split(",") if t.strip()}))
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise UserError(f"--threads must be a comma-separated list of positive integers, got {text!r}.")
+    return values
+
+
+def study(
+    task: str = typer.Option("zoo:lenet5-mnist", help="zoo:NAME or path/to/file.py:function"),
+    out: Path = typer.Option(Path("runs/demo"), help="Run folder for results.json and artifacts."),
+    plan: Path = typer.Option(None, help="YAML plan {name: [configs]}; default: the built-in plan."),
+    resume: bool = typer.Option(False, help="Keep finished candidates of a previous run in OUT."),
+    threads: str = typer.Option("1,2", help="Thread counts to time at batch 1 (largest is primary)."),
+    finetune_epochs: int = typer.Option(3, min=0, help="Epochs of retraining after pruning."),
+) -> None:
+    """Run the baseline and every candidate, measured on the exported artifact in ONNX Runtime."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from edgeshrink.report.html import write_report
+    from edgeshrink.report.terminal import print_summary
+    from edgeshrink.study import default_plan, load_plan, run_study
+    from edgeshrink.study.runner import clean_run_dir
+    from edgeshrink.task import load_task
+
+    thread_counts = _threads(threads)
+    specs = load_plan(plan) if plan else None
+    console = Console(stderr=True)
+    with console.status(f"loading {task} (training it on first use)"):
+        the_task = load_task(task)
+    specs = specs or default_plan(the_task, finetune_epochs=finetune_epochs)
+    if not resume:
+        clean_run_dir(out)
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console) as bar:
+        job = bar.add_task("baseline", total=len(specs) + 1)
+
+        def on_progress(name: str, step: str) -> None:
+            if step == "done":
+                bar.advance(job)
+            else:
+                bar.update(job, description=f"{name}: {step}")
+
+        run = run_study(the_task, specs, out, resume=resume, threads=thread_counts,
+                        on_progress=on_progress)
+    report = write_report(out)
+    print_summary(run, Console())
+    Console().print(
+        f"\nresults: {out / 'results.json'}   artifacts: {out / 'artifacts'}/   report: {report}"
+    )
+
+
+def tasks() -> None:
+    """List the zoo tasks."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from edgeshrink import zoo
+
+    table = Table("task", "description")
+    for name, entry in zoo.available().items():
+        table.add_row(f"zoo:{name}", entry.description)
+    Console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(study)
+    app.command()(tasks)

@@ -1,0 +1,1 @@
+"""Measurement of models and artifacts: size, MACs, sparsity, metric and latency through ORT."""

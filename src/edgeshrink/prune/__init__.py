@@ -1,0 +1,23 @@
+"""Pruning: ``prune(model, config) -> model``, dispatched on the config's class.
+
+Example:
+    >>> model = prune(model, UnstructuredConfig(sparsity=0.8, scope="global"))
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from edgeshrink.errors import UserError
+from edgeshrink.prune.unstructured import UnstructuredConfig
+from edgeshrink.transforms import HANDLERS, TransformContext
+
+__all__ = ["prune", "UnstructuredConfig"]
+
+
+def prune(model: nn.Module, config, ctx: TransformContext | None = None) -> nn.Module:
+    """Prune ``model`` in place according to ``config`` and return it."""
+    handler = HANDLERS.get(type(config))
+    if handler is None or config.stage != "model":
+        raise UserError(f"{type(config).__name__} is not a pruning config.")
+    return handler(config, model, ctx)

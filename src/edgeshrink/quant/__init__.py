@@ -1,0 +1,38 @@
+"""Quantization: ``quantize(model, config, data) -> Artifact``, dispatched on the config.
+
+Example:
+    >>> art = quantize(model, StaticInt8Config(calibrator="percentile"), data=task.calibration)
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from torch import nn
+
+from edgeshrink.data import Dataset
+from edgeshrink.errors import UserError
+from edgeshrink.quant.ort import DynamicInt8Config, Fp16Config, StaticInt8Config
+from edgeshrink.task import Task
+from edgeshrink.transforms import HANDLERS, Artifact, TransformContext
+
+__all__ = ["quantize", "StaticInt8Config", "DynamicInt8Config", "Fp16Config"]
+
+
+def quantize(
+    model: nn.Module,
+    config,
+    data: Dataset,
+    *,
+    input_names: tuple[str, ...] = ("input",),
+    workdir: Path | str | None = None,
+    name: str = "quantized",
+) -> Artifact:
+    """Quantize ``model`` to a deployable artifact, calibrating on ``data`` where needed."""
+    handler = HANDLERS.get(type(config))
+    if handler is None or config.stage != "artifact":
+        raise UserError(f"{type(config).__name__} is not a quantization config.")
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="edgeshrink-"))
+    task = Task(name, model, None, data, data, input_names=input_names)
+    return handler(config, model, TransformContext(task=task, workdir=workdir, name=name))

@@ -1,0 +1,178 @@
+"""Deployed precisions through ONNX Runtime: INT8 static (QDQ), INT8 dynamic, FP16.
+
+Format choices are measured, not assumed (see shared/FIELD-NOTES.md): on x86 with VNNI,
+ORT's QDQ graph with *uint8* activations and int8 per-channel weights (U8S8) runs 2-3x
+faster than FP32, while its default int8 activations (S8S8) run no faster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from torch import nn
+
+from edgeshrink.config import Config, check_choice, check_range, register_config
+from edgeshrink.data import Dataset
+from edgeshrink.errors import UserError
+from edgeshrink.export import export_onnx, save_onnx
+from edgeshrink.transforms import Artifact, TransformContext, transform
+
+__all__ = ["StaticInt8Config", "DynamicInt8Config", "Fp16Config"]
+
+
+@register_config
+@dataclass(frozen=True)
+class StaticInt8Config(Config):
+    """INT8 post-training static quantization, calibrated on the task's calibration set.
+
+    Attributes:
+        calibrator: ``minmax`` or ``percentile`` (ORT's own; see quant issue for more).
+        percentile: the percentile the ``percentile`` calibrator keeps.
+        per_channel: per-output-channel weight scales (else per-tensor).
+        activations: ``uint8`` (asymmetric, the fast U8S8 path on x86) or ``int8``.
+        calibration_samples: how many calibration samples to use at most.
+    """
+
+    kind = "int8_static"
+    stage = "artifact"
+    family = "quantization"
+    calibrator: str = "minmax"
+    percentile: float = 99.999
+    per_channel: bool = True
+    activations: str = "uint8"
+    calibration_samples: int = 256
+
+    def __post_init__(self) -> None:
+        check_choice("calibrator", self.calibrator, ("minmax", "percentile"))
+        check_range("percentile", self.percentile, 90.0, 100.0)
+        check_choice("activations", self.activations, ("uint8", "int8"))
+        check_range("calibration_samples", self.calibration_samples, 1, 1_000_000)
+
+
+@register_config
+@dataclass(frozen=True)
+class DynamicInt8Config(Config):
+    """INT8 weights, activations quantized on the fly per batch (no calibration).
+
+    Attributes:
+        per_channel: per-output-channel weight scales.
+        ops: ONNX op types to quantize (MatMul/Gemm by default; Conv dynamic
+            quantization becomes ConvInteger, which ORT runs slowly).
+    """
+
+    kind = "int8_dynamic"
+    stage = "artifact"
+    family = "quantization"
+    per_channel: bool = True
+    ops: tuple[str, ...] = ("MatMul", "Gemm")
+
+
+@register_config
+@dataclass(frozen=True)
+class Fp16Config(Config):
+    """FP16 weights and compute; inputs and outputs stay FP32 for the caller."""
+
+    kind = "fp16"
+    stage = "artifact"
+    family = "quantization"
+
+
+class _Reader:
+    """ORT CalibrationDataReader over a Dataset, one sample per call."""
+
+    def __init__(self, data: Dataset, names: list[str], limit: int) -> None:
+        self._it = iter(data.head(limit).numpy_batches(1))
+        self._names = names
+
+    def get_next(self):
+        batch = next(self._it, None)
+        return None if batch is None else dict(zip(self._names, batch, strict=True))
+
+
+def _fp32_export(model: nn.Module, ctx: TransformContext, workdir: Path) -> Path:
+    path = export_onnx(
+        model, ctx.task.example_inputs(), workdir / "fp32.onnx",
+        input_names=ctx.task.input_names, dynamic_axes=ctx.task.dynamic_axes,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    pre = workdir / "pre.onnx"
+    quant_pre_process(str(path), str(pre), skip_symbolic_shape=True)
+    return pre
+
+
+def check_calibration(data: Dataset, ctx: TransformContext) -> None:
+    """Calibration arrays must match the model's inputs in count and per-sample shape."""
+    expected = [a.shape[1:] for a in ctx.task.eval.inputs]
+    got = [a.shape[1:] for a in data.inputs]
+    if len(data) == 0 or [tuple(s) for s in expected] != [tuple(s) for s in got]:
+        raise UserError(
+            f"calibration data has samples of shape {got}, the model takes {expected}."
+        )
+
+
+@transform(StaticInt8Config)
+def _static(cfg: StaticInt8Config, model: nn.Module, ctx: TransformContext) -> Artifact:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    check_calibration(ctx.task.calibration, ctx)
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = _fp32_export(model, ctx, Path(tmp))
+        method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}
+        out = Path(tmp) / "int8.onnx"
+        with contextlib.redirect_stdout(io.StringIO()):  # ORT prints calibration chatter
+            quantize_static(
+                str(pre), str(out),
+                _Reader(ctx.task.calibration, list(ctx.task.input_names), cfg.calibration_samples),
+                quant_format=QuantFormat.QDQ,
+                per_channel=cfg.per_channel,
+                activation_type=QuantType.QUInt8 if cfg.activations == "uint8" else QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=method[cfg.calibrator],
+                extra_options={"CalibPercentile": cfg.percentile},
+            )
+        path = save_onnx(onnx.load(str(out)), ctx.artifact_path())
+    notes = {"format": "QDQ", "activations": cfg.activations, "calibrator": cfg.calibrator}
+    return Artifact(path=path, model=model, precision="int8", notes=notes)
+
+
+@transform(DynamicInt8Config)
+def _dynamic(cfg: DynamicInt8Config, model: nn.Module, ctx: TransformContext) -> Artifact:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = _fp32_export(model, ctx, Path(tmp))
+        out = Path(tmp) / "dyn.onnx"
+        quantize_dynamic(
+            str(pre), str(out), per_channel=cfg.per_channel, weight_type=QuantType.QInt8,
+            op_types_to_quantize=list(cfg.ops),
+        )
+        path = save_onnx(onnx.load(str(out)), ctx.artifact_path())
+    return Artifact(path=path, model=model, precision="int8", notes={"ops": list(cfg.ops)})
+
+
+@transform(Fp16Config)
+def _fp16(_cfg: Fp16Config, model: nn.Module, ctx: TransformContext) -> Artifact:
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = export_onnx(
+            model, ctx.task.example_inputs(), Path(tmp) / "fp32.onnx",
+            input_names=ctx.task.input_names, dynamic_axes=ctx.task.dynamic_axes,
+        )
+        half = convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True)
+    path = save_onnx(half, ctx.artifact_path())
+    return Artifact(path=path, model=model, precision="fp16", notes={"io": "fp32"})
+
+
+def initializer_bytes(path: Path) -> int:
+    """Bytes of all initializers (weights) in an ONNX file."""
+    model = onnx.load(str(path))
+    return int(sum(np.prod(t.dims) * onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+                   for t in model.graph.initializer))

@@ -1,0 +1,91 @@
+"""Which candidates a study builds: named recipes.
+
+The default plan covers the seeds' basic techniques; a user's plan is a YAML mapping
+``name: [config, ...]`` (see ``edgeshrink.config`` for the config dicts).
+
+Example plan file::
+
+    prune-70:
+      - {kind: unstructured, sparsity: 0.7}
+      - {kind: finetune, epochs: 2}
+    int8:
+      - {kind: int8_static, calibrator: percentile}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from edgeshrink.config import Config, config_from_dict, config_to_dict
+from edgeshrink.errors import UserError
+
+__all__ = ["CandidateSpec", "default_plan", "load_plan", "family_of", "sparsity_kind_of"]
+
+
+@dataclass(frozen=True)
+class CandidateSpec:
+    """A named recipe."""
+
+    name: str
+    recipe: tuple[Config, ...]
+
+    def recipe_dicts(self) -> list[dict]:
+        return [config_to_dict(c) for c in self.recipe]
+
+
+def family_of(recipe) -> str:
+    families = {c.family for c in recipe if c.family}
+    if not families:
+        return "baseline"
+    return families.pop() if len(families) == 1 else "both"
+
+
+def sparsity_kind_of(recipe) -> str:
+    kinds = [c.sparsity_kind for c in recipe if c.sparsity_kind != "none"]
+    return kinds[-1] if kinds else "none"
+
+
+def default_plan(task=None, *, finetune_epochs: int = 3) -> list[CandidateSpec]:
+    """Unstructured pruning at 50/80/90 % with fine-tuning, INT8 static / dynamic, FP16,
+    and pruning 80 % then INT8 static."""
+    from edgeshrink.prune import UnstructuredConfig
+    from edgeshrink.quant import DynamicInt8Config, Fp16Config, StaticInt8Config
+    from edgeshrink.train import FinetuneConfig
+
+    ft = FinetuneConfig(epochs=finetune_epochs)
+    specs = [
+        CandidateSpec(f"prune-{int(s * 100)}", (UnstructuredConfig(sparsity=s), ft))
+        for s in (0.5, 0.8, 0.9)
+    ]
+    specs += [
+        CandidateSpec("int8-static", (StaticInt8Config(),)),
+        CandidateSpec("int8-static-percentile", (StaticInt8Config(calibrator="percentile"),)),
+        CandidateSpec("int8-dynamic", (DynamicInt8Config(),)),
+        CandidateSpec("fp16", (Fp16Config(),)),
+        CandidateSpec(
+            "prune-80+int8-static", (UnstructuredConfig(sparsity=0.8), ft, StaticInt8Config())
+        ),
+    ]
+    return specs
+
+
+def load_plan(path: Path | str) -> list[CandidateSpec]:
+    """Read a YAML plan ``{name: [config dict, ...]}``."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"plan file {path} does not exist.")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UserError(f"plan file {path} is not valid YAML ({exc}).") from None
+    if not isinstance(data, dict) or not data:
+        raise UserError(f"plan file {path} must map candidate names to lists of configs.")
+    specs = []
+    for name, items in data.items():
+        if not isinstance(items, list):
+            raise UserError(f"plan file {path}: candidate {name!r} must be a list of configs.")
+        specs.append(CandidateSpec(str(name), tuple(config_from_dict(i) for i in items)))
+    return specs

@@ -1,0 +1,170 @@
+"""Run a study: baseline and candidates, each built, exported, measured and persisted at once.
+
+A killed study resumes (``resume=True``) and loses at most the candidate in flight: a
+candidate whose record and artifact are already in the run folder is not rebuilt.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgeshrink.measure.artifact import (
+    evaluate_outputs,
+    file_sizes,
+    latency_stats,
+    onnx_outputs,
+)
+from edgeshrink.measure.memory import peak_memory_mb
+from edgeshrink.measure.model_stats import count_macs, count_params, weight_sparsity
+from edgeshrink.results import CandidateRecord, RunRecord, pareto_front, save_run
+from edgeshrink.study.machine import machine_info
+from edgeshrink.study.plan import CandidateSpec, family_of, sparsity_kind_of
+from edgeshrink.task import Task
+from edgeshrink.transforms import Artifact, TransformContext, apply_recipe
+
+__all__ = ["run_study", "measure_artifact", "BASELINE"]
+
+BASELINE = "baseline"
+
+
+def _torch_outputs(model, data, batch_size: int = 128) -> np.ndarray:
+    outs = []
+    with torch.no_grad():
+        for xs, _ in data.batches(batch_size):
+            out = model(*xs)
+            outs.append((out[0] if isinstance(out, tuple | list) else out).numpy())
+    return np.concatenate(outs)
+
+
+def measure_artifact(
+    art: Artifact,
+    spec: CandidateSpec,
+    task: Task,
+    run_dir: Path,
+    *,
+    baseline_value: float | None,
+    threads: tuple[int, ...] = (1, 2),
+) -> CandidateRecord:
+    """Score, size and time ``art`` on ``task`` and return its record."""
+    if art.simulate is not None:
+        outputs = evaluate_outputs(art.simulate, task.eval)
+    else:
+        outputs = onnx_outputs(art.path, task.eval)
+    values = task.metric.all(outputs, task.eval.targets)
+    value = values.pop(task.metric.name)
+    notes = dict(art.notes)
+    reference = _torch_outputs(art.model, task.eval)
+    if reference.ndim == 2 and reference.shape[1] > 1 and task.metric.unit == "%":
+        agree = float(np.mean(reference.argmax(1) == outputs.argmax(1)))
+        notes["top1_agreement_with_pytorch"] = round(100.0 * agree, 3)
+    notes["max_abs_diff_vs_pytorch"] = float(np.max(np.abs(reference - outputs)))
+    size, compressed = file_sizes(art.path)
+    example = tuple(t.numpy() for t in task.example_inputs())
+    by_threads = {str(t): latency_stats(art.path, example, t) for t in threads}
+    main = str(max(threads))
+    macs, act = count_macs(art.model, task.example_inputs())
+    return CandidateRecord(
+        name=spec.name,
+        recipe=spec.recipe_dicts(),
+        family=family_of(spec.recipe),
+        metric={"name": task.metric.name, "value": value, "unit": task.metric.unit,
+                "extras": values},
+        metric_drop=0.0 if baseline_value is None else task.metric.drop(baseline_value, value),
+        size_bytes=size,
+        size_compressed_bytes=compressed,
+        size_encoded_bytes=art.size_encoded_bytes,
+        latency_ms={**by_threads[main], "threads": int(main), "batch": 1,
+                    "by_threads": by_threads, "source": "measured"},
+        peak_memory_mb=peak_memory_mb(art.path, example, threads=max(threads)),
+        params=count_params(art.model),
+        macs=macs,
+        activation_elems=act,
+        sparsity=weight_sparsity(art.model),
+        sparsity_kind=sparsity_kind_of(spec.recipe),
+        precision=art.precision,
+        runtime=art.runtime,
+        artifact=str(art.path.relative_to(run_dir)),
+        notes=notes,
+    )
+
+
+def _reusable(run: RunRecord, spec: CandidateSpec, run_dir: Path) -> CandidateRecord | None:
+    for rec in run.all_candidates():
+        same = rec.name == spec.name and rec.recipe == spec.recipe_dicts()
+        if same and (run_dir / rec.artifact).is_file():
+            return rec
+    return None
+
+
+def _build(spec: CandidateSpec, task: Task, art_dir: Path, on_step) -> tuple[Artifact, float]:
+    start = time.perf_counter()
+    ctx = TransformContext(task=task, workdir=art_dir, name=spec.name, seed=task.seed,
+                           on_step=on_step)
+    return apply_recipe(list(spec.recipe), ctx), time.perf_counter() - start
+
+
+def run_study(
+    task: Task,
+    plan: list[CandidateSpec],
+    out: Path | str,
+    *,
+    resume: bool = False,
+    threads: tuple[int, ...] = (1, 2),
+    on_progress: Callable[[str, str], None] | None = None,
+) -> RunRecord:
+    """Build and measure the baseline and every candidate of ``plan`` into ``out``.
+
+    ``on_progress(candidate, step)`` is called as work advances (the CLI draws a bar).
+    ``results.json`` is rewritten after every candidate.
+    """
+    from edgeshrink.results import load_run
+
+    run_dir = Path(out)
+    art_dir = run_dir / "artifacts"
+    art_dir.mkdir(parents=True, exist_ok=True)
+    previous = load_run(run_dir) if resume and (run_dir / "results.json").is_file() else None
+    run = RunRecord(
+        task=task.name,
+        metric={"name": task.metric.name, "unit": task.metric.unit,
+                "higher_is_better": task.metric.higher_is_better},
+        machine=machine_info(),
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    )
+    specs = [CandidateSpec(BASELINE, ())] + list(plan)
+    for spec in specs:
+        note = (lambda step, n=spec.name: on_progress(n, step)) if on_progress else None
+        rec = _reusable(previous, spec, run_dir) if previous else None
+        if rec is None:
+            art, seconds = _build(spec, task, art_dir, note)
+            if note:
+                note("measure")
+            base = run.baseline.value if run.baseline else None
+            rec = measure_artifact(art, spec, task, run_dir, baseline_value=base, threads=threads)
+            rec.seconds = round(seconds, 2)
+        if spec.name == BASELINE:
+            run.baseline = rec
+        else:
+            run.candidates.append(rec)
+        run.pareto = pareto_front(run.all_candidates(),
+                                  higher_is_better=task.metric.higher_is_better)
+        save_run(run, run_dir)
+        if on_progress:
+            on_progress(spec.name, "done")
+    return run
+
+
+def clean_run_dir(run_dir: Path) -> None:
+    """Remove a previous run's results and artifacts (a fresh, non-resumed study)."""
+    for name in ("results.json", "artifacts", "recommended", "report.html"):
+        target = run_dir / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()

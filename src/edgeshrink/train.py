@@ -1,0 +1,118 @@
+"""Fine-tuning: retraining after pruning, with optional knowledge distillation.
+
+``finetune`` keeps weights that are exactly zero at zero (the masks of a pruned model
+survive retraining, as in Han et al. 2015), and can distil from the unpruned model
+(Hinton et al. 2015: soft targets at temperature T, loss scaled by T^2, plus hard labels).
+
+Example:
+    >>> model = finetune(model, FinetuneConfig(epochs=2), task.train)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgeshrink.config import Config, check_range, register_config
+from edgeshrink.data import Dataset
+from edgeshrink.errors import UserError
+
+__all__ = ["FinetuneConfig", "finetune", "fit", "zero_masks"]
+
+
+@register_config
+@dataclass(frozen=True)
+class FinetuneConfig(Config):
+    """Retrain for ``epochs`` with Adam.
+
+    Attributes:
+        epochs: passes over the training split.
+        lr: Adam learning rate.
+        batch_size: samples per step.
+        distill: weight of the distillation loss against the original model (0 = labels only,
+            1 = soft targets only).
+        temperature: softmax temperature of the distillation targets.
+        keep_zeros: keep exactly-zero weights at zero (pruning masks survive).
+    """
+
+    kind = "finetune"
+    epochs: int = 3
+    lr: float = 1e-3
+    batch_size: int = 64
+    distill: float = 0.0
+    temperature: float = 4.0
+    keep_zeros: bool = True
+
+    def __post_init__(self) -> None:
+        check_range("finetune.epochs", self.epochs, 0, 1000)
+        check_range("finetune.lr", self.lr, 0.0, 10.0)
+        check_range("finetune.batch_size", self.batch_size, 1, 1 << 20)
+        check_range("finetune.distill", self.distill, 0.0, 1.0)
+        check_range("finetune.temperature", self.temperature, 0.01, 100.0)
+
+
+def zero_masks(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Masks (1 where non-zero) of the weight tensors that contain exact zeros."""
+    masks = {}
+    for name, p in model.named_parameters():
+        if p.dim() > 1 and bool((p == 0).any()):
+            masks[name] = (p != 0).to(p.dtype)
+    return masks
+
+
+def _loss(logits, targets, teacher_logits, cfg: FinetuneConfig):
+    hard = F.cross_entropy(logits, targets)
+    if teacher_logits is None or cfg.distill == 0.0:
+        return hard
+    t = cfg.temperature
+    soft = F.kl_div(
+        F.log_softmax(logits / t, dim=1), F.log_softmax(teacher_logits / t, dim=1),
+        reduction="batchmean", log_target=True,
+    ) * (t * t)
+    return cfg.distill * soft + (1.0 - cfg.distill) * hard
+
+
+def fit(
+    model: nn.Module,
+    cfg: FinetuneConfig,
+    data: Dataset,
+    *,
+    teacher: nn.Module | None = None,
+    seed: int = 0,
+    on_epoch=None,
+) -> nn.Module:
+    """Train ``model`` in place on ``data`` (labels as ``targets``) and return it in eval mode."""
+    if data is None or len(data) == 0:
+        raise UserError("this task has no training data, so it cannot be fine-tuned.")
+    torch.manual_seed(seed)
+    masks = zero_masks(model) if cfg.keep_zeros else {}
+    params = dict(model.named_parameters())
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    if teacher is not None:
+        teacher.eval()
+    for epoch in range(cfg.epochs):
+        model.train()
+        for xs, y in data.batches(cfg.batch_size, shuffle=True, seed=seed + epoch):
+            with torch.no_grad():
+                t_logits = teacher(*xs) if teacher is not None and cfg.distill > 0 else None
+            loss = _loss(model(*xs), y.long(), t_logits, cfg)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                for name, mask in masks.items():
+                    params[name].mul_(mask)
+        if on_epoch is not None:
+            on_epoch(epoch)
+    return model.eval()
+
+
+def finetune(
+    model: nn.Module, cfg: FinetuneConfig, data: Dataset, *, teacher: nn.Module | None = None
+) -> nn.Module:
+    """Public verb: fine-tune a (pruned) model; see :class:`FinetuneConfig`."""
+    return fit(model, dataclasses.replace(cfg), data, teacher=teacher)
