@@ -1,0 +1,179 @@
+"""Device profiles: what a target device can hold, how fast it computes, what it accelerates.
+
+A profile is a YAML file (``devices/profiles/NAME.yaml``; see ``raspberry-pi-4.yaml`` for
+every field, each with the source of its figure). Users add their own by passing a path,
+or by putting files in a folder named by ``$EDGESHRINK_DEVICES`` (several folders may be
+joined with ``os.pathsep``); a user file with the name of a shipped one replaces it.
+
+Example:
+    >>> pi = load_profile("rpi4")
+    >>> pi.name, pi.accelerates["int8"]
+    ('raspberry-pi-4', True)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeshrink.config import check_choice
+from edgeshrink.errors import UserError
+
+__all__ = ["Profile", "load_profile", "list_profiles", "ACCELERATION_KEYS", "PRIORITIES"]
+
+PROFILE_DIR = Path(__file__).parent / "profiles"
+ACCELERATION_KEYS = ("int8", "fp16", "int4", "2:4", "unstructured")
+PRIORITIES = ("accuracy", "size", "speed", "energy")
+KINDS = ("cpu", "gpu", "npu", "mcu")
+_REQUIRED = (
+    "name", "description", "kind", "ram_mb", "storage_mb", "cores", "peak_gmacs",
+    "memory_bandwidth_gbs", "accelerates", "energy", "sources",
+)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One device, as data. Rates are for the whole device at ``threads`` runtime threads.
+
+    Attributes:
+        peak_gmacs: peak multiply-accumulates per second (1e9) by data type; ``fp32`` required.
+        accelerates: which of int8 / fp16 / int4 / 2:4 / unstructured the runtime runs faster.
+        efficiency: ``{"compute": f}``: the fraction of peak a batch-1 runtime reaches.
+        overhead_us: ``{"per_inference": a, "per_op": b}``: fixed runtime costs.
+        energy: ``pj_per_mac`` by dtype, ``pj_per_byte_dram``, ``pj_per_byte_cache``,
+            ``static_power_w`` (drawn for as long as an inference runs).
+        weights_in: ``ram`` or ``storage`` (microcontrollers execute weights from flash).
+        study_host: True when this profile describes the machine studies run on, so the
+            latencies a study measured are this device's measured latencies.
+    """
+
+    name: str
+    description: str
+    kind: str
+    ram_mb: float
+    storage_mb: float
+    cores: int
+    peak_gmacs: dict[str, float]
+    memory_bandwidth_gbs: float
+    accelerates: dict[str, bool]
+    energy: dict[str, Any]
+    sources: tuple[str, ...]
+    aliases: tuple[str, ...] = ()
+    runtime: str = ""
+    threads: int = 1
+    usable_ram_fraction: float = 1.0
+    weights_in: str = "ram"
+    cache_bytes: int = 0
+    cache_bandwidth_gbs: float = 0.0
+    efficiency: dict[str, float] = field(default_factory=lambda: {"compute": 0.3})
+    overhead_us: dict[str, float] = field(
+        default_factory=lambda: {"per_inference": 0.0, "per_op": 0.0}
+    )
+    runtime_overhead_mb: float = 0.0
+    unstructured_efficiency: float = 0.3
+    default_priority: str = "accuracy"
+    study_host: bool = False
+    path: str = ""
+
+    def __post_init__(self) -> None:
+        where = f"device profile {self.path or self.name}"
+        check_choice(f"{where}: kind", self.kind, KINDS)
+        check_choice(f"{where}: weights_in", self.weights_in, ("ram", "storage"))
+        check_choice(f"{where}: default_priority", self.default_priority, PRIORITIES)
+        if "fp32" not in self.peak_gmacs:
+            raise UserError(f"{where}: peak_gmacs needs an fp32 entry.")
+        numbers = {"ram_mb": self.ram_mb, "storage_mb": self.storage_mb,
+                   "memory_bandwidth_gbs": self.memory_bandwidth_gbs, "cores": self.cores,
+                   "threads": self.threads, **{f"peak_gmacs.{k}": v for k, v in
+                                               self.peak_gmacs.items()}}
+        for key, value in numbers.items():
+            if not isinstance(value, int | float) or value <= 0:
+                raise UserError(f"{where}: {key} must be a positive number, got {value!r}.")
+        unknown = sorted(set(self.accelerates) - set(ACCELERATION_KEYS))
+        if unknown:
+            raise UserError(f"{where}: accelerates has unknown key(s) {', '.join(unknown)}; "
+                            f"allowed: {', '.join(ACCELERATION_KEYS)}.")
+        if not self.sources:
+            raise UserError(f"{where}: list the sources of its figures under `sources:`.")
+
+    @property
+    def ram_bytes(self) -> float:
+        """RAM an application may use, in bytes."""
+        return self.ram_mb * 2**20 * self.usable_ram_fraction
+
+    @property
+    def storage_bytes(self) -> float:
+        return self.storage_mb * 2**20
+
+    def supports(self, what: str) -> bool:
+        """Whether the runtime on this device accelerates ``what`` (a key of ACCELERATION_KEYS)."""
+        return bool(self.accelerates.get(what, False))
+
+    def summary(self) -> dict[str, Any]:
+        """Plain data for results.json (``RunRecord.device``)."""
+        return {"name": self.name, "description": self.description, "kind": self.kind,
+                "ram_mb": self.ram_mb, "storage_mb": self.storage_mb, "threads": self.threads,
+                "accelerates": dict(self.accelerates), "runtime": self.runtime}
+
+
+def _search_dirs() -> list[Path]:
+    extra = os.environ.get("EDGESHRINK_DEVICES", "")
+    return [Path(p) for p in extra.split(os.pathsep) if p] + [PROFILE_DIR]
+
+
+def _read(path: Path) -> Profile:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise UserError(f"device profile {path} cannot be read ({exc}); fix the YAML.") from None
+    if not isinstance(data, dict):
+        raise UserError(f"device profile {path} must be a YAML mapping of fields.")
+    missing = [k for k in _REQUIRED if k not in data]
+    if missing:
+        raise UserError(f"device profile {path} lacks {', '.join(missing)}; "
+                        f"see {PROFILE_DIR / 'raspberry-pi-4.yaml'} for every field.")
+    names = set(Profile.__dataclass_fields__)
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise UserError(f"device profile {path}: unknown field(s) {', '.join(unknown)}.")
+    data["sources"] = tuple(data["sources"] or ())
+    data["aliases"] = tuple(data.get("aliases") or ())
+    data["accelerates"] = {str(k): bool(v) for k, v in data["accelerates"].items()}
+    return Profile(**data, path=str(path))
+
+
+def list_profiles() -> dict[str, Profile]:
+    """Every known profile by name: user folders first (they win), then the shipped ones."""
+    found: dict[str, Profile] = {}
+    for folder in _search_dirs():
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.glob("*.y*ml")):
+            profile = _read(path)
+            found.setdefault(profile.name, profile)
+    return dict(sorted(found.items()))
+
+
+def load_profile(name_or_path: str | Path | Profile) -> Profile:
+    """A profile by name, alias, or path of a YAML file.
+
+    Raises:
+        UserError: no such device; the message lists the known ones.
+    """
+    if isinstance(name_or_path, Profile):
+        return name_or_path
+    text = str(name_or_path)
+    if text.endswith((".yaml", ".yml")) or Path(text).is_file():
+        if not Path(text).is_file():
+            raise UserError(f"device profile file {text} does not exist.")
+        return _read(Path(text))
+    profiles = list_profiles()
+    for profile in profiles.values():
+        if text.lower() in (profile.name, *profile.aliases):
+            return profile
+    raise UserError(f"unknown device {text!r}; known devices: {', '.join(profiles)} "
+                    "(or pass a profile YAML path, or set $EDGESHRINK_DEVICES).")
