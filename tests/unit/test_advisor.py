@@ -188,3 +188,22 @@ def test_advise_run_writes_recommendation_and_copies_artifact(tmp_path):
     assert "cortex-m7" in readme and "edgeshrink bench" in readme
     advise_run(tmp_path, "rpi4", Constraints(max_drop=1.0), "speed")  # replaces the folder
     assert len(list(out.iterdir())) == 2
+
+
+def test_recommend_command_explains_and_exits_2_when_nothing_qualifies(tmp_path):
+    from edgeshrink.cli import main
+
+    run = study(**LENET)
+    for c in run.all_candidates():
+        (tmp_path / c.artifact).write_bytes(b"x")
+    save_run(run, tmp_path)
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps({"latency_ms": {"p50": 0.001}}))
+    main(["recommend", str(tmp_path), "--device", "rpi4", "--priority", "speed",
+          "--bench", f"int8={bench}"])
+    stored = load_run(tmp_path).recommendation
+    assert stored["candidate"] == "int8"
+    assert stored["estimates"]["int8"]["latency_source"] == "bench.json"
+    with pytest.raises(SystemExit) as exc:
+        main(["recommend", str(tmp_path), "--device", "rpi4", "--max-size", "1KB"])
+    assert exc.value.code == 2
