@@ -105,3 +105,25 @@ def test_fresh_process_errors_are_bench_errors(tmp_path, mlp_path):
         peak_memory_fresh_process(tmp_path / "gone.onnx")
     with pytest.raises(BenchError, match="has no array for model input 'X'"):
         peak_memory_fresh_process(mlp_path, {"nope": np.zeros((1, 16), np.float32)})
+
+
+@pytest.mark.slow
+def test_real_venv_with_only_numpy_and_onnxruntime(tmp_path, mlp_path):
+    """A real bare environment (pip from the registry): only numpy and onnxruntime."""
+    venv = tmp_path / "device-venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    py = venv / "bin" / "python"
+    pip = subprocess.run(
+        [str(py), "-m", "pip", "install", "-q", "numpy", "onnxruntime"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    if pip.returncode:
+        pytest.skip(f"no package registry: {pip.stderr.strip()[-200:]}")
+    pyz = write_pyz(tmp_path / "edgeshrink-bench.pyz")
+    proc = subprocess.run(
+        [str(py), str(pyz), str(mlp_path), "--runs", "3", "--json"],
+        capture_output=True, text=True, timeout=120, env={"PATH": os.environ["PATH"]},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["latency_ms"]["count"] == 3
+    assert subprocess.run([str(py), "-c", "import torch"], capture_output=True).returncode == 1
