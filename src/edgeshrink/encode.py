@@ -1,0 +1,259 @@
+"""Encoded storage for sparse and/or weight-shared tensors (Han et al. 2016, Deep Compression).
+
+Each tensor is stored in whichever of these forms is smallest:
+
+* ``raw``: its bytes;
+* ``codebook``: the distinct values once, then a canonical-Huffman code of every entry's
+  index into them (what k-means weight sharing produces: 2^b distinct values);
+* ``sparse``: only the non-zeros, each with the gap to the previous one as a ``b``-bit
+  relative index (a filler zero entry bridges gaps longer than ``2^b - 1``, as in Deep
+  Compression), the gaps Huffman-coded and the values either raw or codebook-coded.
+
+The Huffman coder is canonical (code lengths only are stored, at most 15 bits) and written
+here in numpy: no library does it for arbitrary alphabets. ``decode`` returns exactly the
+arrays that were encoded (``-0.0`` becomes ``0.0``).
+
+Example:
+    >>> blob = encode({"w": np.array([0, 0, 1.5, 0, -2.0], np.float32)})
+    >>> decode(blob)["w"].tolist()
+    [0.0, 0.0, 1.5, 0.0, -2.0]
+"""
+
+from __future__ import annotations
+
+import heapq
+import struct
+from collections.abc import Iterable
+
+import numpy as np
+
+__all__ = [
+    "encode",
+    "decode",
+    "encoded_size",
+    "encode_model_weights",
+    "huffman_lengths",
+    "huffman_encode",
+    "huffman_decode",
+]
+
+MAGIC = b"ESK1"
+MAXLEN = 15
+RAW, DENSE_CB, SPARSE_CB, SPARSE_RAW = 0, 1, 2, 3
+INDEX_BITS = (2, 3, 4, 5, 6, 8)
+MAX_CODEBOOK = 4096
+
+
+# ---- canonical Huffman ---------------------------------------------------------------------
+def huffman_lengths(freqs: np.ndarray) -> np.ndarray:
+    """Code length per symbol (0 for absent ones), at most 15 bits."""
+    freqs = np.asarray(freqs, dtype=np.int64)
+    while True:
+        lengths = _lengths(freqs)
+        if lengths.max(initial=0) <= MAXLEN:
+            return lengths
+        # Flatten the distribution until the longest code fits (rarely needed).
+        freqs = np.where(freqs > 0, (freqs + 1) // 2, 0)
+
+
+def _lengths(freqs: np.ndarray) -> np.ndarray:
+    present = np.flatnonzero(freqs)
+    lengths = np.zeros(len(freqs), np.int64)
+    if len(present) == 1:
+        lengths[present] = 1
+        return lengths
+    heap = [(int(freqs[s]), i, [int(s)]) for i, s in enumerate(present)]
+    heapq.heapify(heap)
+    tie = len(heap)
+    while len(heap) > 1:
+        f1, _, a = heapq.heappop(heap)
+        f2, _, b = heapq.heappop(heap)
+        lengths[a + b] += 1
+        heapq.heappush(heap, (f1 + f2, tie, a + b))
+        tie += 1
+    return lengths
+
+
+def _canonical_codes(lengths: np.ndarray) -> np.ndarray:
+    codes = np.zeros(len(lengths), np.int64)
+    code, prev = 0, 0
+    for sym in sorted(np.flatnonzero(lengths), key=lambda s: (lengths[s], s)):
+        code <<= int(lengths[sym]) - prev
+        codes[sym] = code
+        prev = int(lengths[sym])
+        code += 1
+    return codes
+
+
+def _pack_lengths(lengths: np.ndarray) -> bytes:
+    nib = lengths.astype(np.uint8)
+    if len(nib) % 2:
+        nib = np.append(nib, 0)
+    return ((nib[0::2] << 4) | nib[1::2]).astype(np.uint8).tobytes()
+
+
+def _unpack_lengths(buf: bytes, n: int) -> np.ndarray:
+    b = np.frombuffer(buf, np.uint8)
+    return np.stack([b >> 4, b & 15], 1).reshape(-1)[:n].astype(np.int64)
+
+
+def huffman_encode(symbols: np.ndarray, alphabet: int) -> bytes:
+    """Canonical Huffman block: alphabet size, packed code lengths, count, payload."""
+    symbols = np.asarray(symbols, np.int64)
+    lengths = huffman_lengths(np.bincount(symbols, minlength=alphabet))
+    codes = _canonical_codes(lengths)
+    c, ln = codes[symbols], lengths[symbols]
+    width = int(ln.max(initial=0))
+    shifts = ln[:, None] - 1 - np.arange(width)[None, :]
+    bits = (c[:, None] >> np.maximum(shifts, 0)) & 1
+    payload = np.packbits(bits[shifts >= 0].astype(np.uint8)).tobytes()
+    head = struct.pack("<HII", alphabet, len(symbols), len(payload))
+    return head + _pack_lengths(lengths) + payload
+
+
+def huffman_decode(buf: bytes, offset: int = 0) -> tuple[np.ndarray, int]:
+    """Decode a block written by :func:`huffman_encode`; returns (symbols, next offset)."""
+    alphabet, count, nbytes = struct.unpack_from("<HII", buf, offset)
+    offset += 10
+    lengths = _unpack_lengths(buf[offset : offset + (alphabet + 1) // 2], alphabet)
+    offset += (alphabet + 1) // 2
+    payload = np.frombuffer(buf, np.uint8, nbytes, offset)
+    offset += nbytes
+    if count == 0:
+        return np.zeros(0, np.int64), offset
+    width = int(lengths.max())
+    table_sym = np.zeros(1 << width, np.int64)
+    table_len = np.zeros(1 << width, np.int64)
+    for sym, code in enumerate(_canonical_codes(lengths)):
+        ln = int(lengths[sym])
+        if ln:  # every width-bit window starting with this code decodes to sym
+            lo = int(code) << (width - ln)
+            table_sym[lo : lo + (1 << (width - ln))] = sym
+            table_len[lo : lo + (1 << (width - ln))] = ln
+    bits = np.concatenate([np.unpackbits(payload), np.zeros(width, np.uint8)]).astype(np.int64)
+    windows = np.zeros(len(bits) - width, np.int64)
+    for j in range(width):
+        windows = (windows << 1) | bits[j : j + len(windows)]
+    win, tsym, tlen = windows.tolist(), table_sym.tolist(), table_len.tolist()
+    out, pos = [0] * count, 0
+    for i in range(count):
+        v = win[pos]
+        out[i] = tsym[v]
+        pos += tlen[v]
+    return np.asarray(out, np.int64), offset
+
+
+# ---- tensors -------------------------------------------------------------------------------
+def _codebook_block(values: np.ndarray) -> bytes | None:
+    book, symbols = np.unique(values, return_inverse=True)
+    if len(book) > MAX_CODEBOOK:
+        return None
+    return struct.pack("<H", len(book)) + book.tobytes() + huffman_encode(symbols, len(book))
+
+
+def _relative_index(flat: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """(gaps, values) with filler zeros where a gap exceeds ``2^bits - 1`` (Han et al.)."""
+    pos = np.flatnonzero(flat)
+    gaps = np.diff(pos, prepend=-1) - 1
+    span = 1 << bits
+    fillers = gaps // span
+    n = len(pos) + int(fillers.sum())
+    out_gaps = np.full(n, span - 1, np.int64)
+    out_vals = np.zeros(n, flat.dtype)
+    last = np.cumsum(fillers + 1) - 1  # where each real entry lands
+    out_gaps[last] = gaps - fillers * span
+    out_vals[last] = flat[pos]
+    return out_gaps, out_vals
+
+
+def _sparse_forms(flat: np.ndarray) -> Iterable[bytes]:
+    for bits in INDEX_BITS:
+        gaps, vals = _relative_index(flat, bits)
+        head = struct.pack("<B", bits) + huffman_encode(gaps, 1 << bits)
+        yield struct.pack("<B", SPARSE_RAW) + head + vals.tobytes()
+        book = _codebook_block(vals)
+        if book is not None:
+            yield struct.pack("<B", SPARSE_CB) + head + book
+
+
+def _encode_tensor(arr: np.ndarray) -> bytes:
+    flat = np.ascontiguousarray(arr).reshape(-1)
+    forms = [struct.pack("<B", RAW) + flat.tobytes()]
+    if flat.dtype.kind == "f" and flat.size:
+        book = _codebook_block(flat)
+        if book is not None:
+            forms.append(struct.pack("<B", DENSE_CB) + book)
+        if not flat.all():
+            forms.extend(_sparse_forms(flat))
+    return min(forms, key=len)
+
+
+def _header(name: str, arr: np.ndarray) -> bytes:
+    raw_name, dt = name.encode(), arr.dtype.str.encode()
+    dims = struct.pack(f"<{arr.ndim}I", *arr.shape)
+    return (struct.pack("<H", len(raw_name)) + raw_name + struct.pack("<B", len(dt)) + dt
+            + struct.pack("<B", arr.ndim) + dims)
+
+
+def encode(arrays: dict[str, np.ndarray]) -> bytes:
+    """Encode named arrays into the smallest of the forms above, tensor by tensor."""
+    parts = [MAGIC, struct.pack("<H", len(arrays))]
+    for name, arr in arrays.items():
+        arr = np.asarray(arr)
+        parts += [_header(name, arr), _encode_tensor(arr)]
+    return b"".join(parts)
+
+
+def encoded_size(arrays: dict[str, np.ndarray]) -> int:
+    """Bytes of :func:`encode`'s output."""
+    return len(encode(arrays))
+
+
+def _read_codebook(buf: bytes, off: int, dtype: np.dtype) -> tuple[np.ndarray, int]:
+    (k,) = struct.unpack_from("<H", buf, off)
+    book = np.frombuffer(buf, dtype, k, off + 2)
+    symbols, off = huffman_decode(buf, off + 2 + k * dtype.itemsize)
+    return book[symbols], off
+
+
+def _decode_tensor(buf: bytes, off: int, dtype: np.dtype, size: int) -> tuple[np.ndarray, int]:
+    mode = buf[off]
+    off += 1
+    if mode == RAW:
+        return np.frombuffer(buf, dtype, size, off).copy(), off + size * dtype.itemsize
+    if mode == DENSE_CB:
+        return _read_codebook(buf, off, dtype)
+    gaps, off = huffman_decode(buf, off + 1)  # skip the index width: gaps carry fillers
+    if mode == SPARSE_CB:
+        vals, off = _read_codebook(buf, off, dtype)
+    else:
+        vals = np.frombuffer(buf, dtype, len(gaps), off)
+        off += len(gaps) * dtype.itemsize
+    flat = np.zeros(size, dtype)
+    flat[np.cumsum(gaps + 1) - 1] = vals
+    return flat, off
+
+
+def decode(blob: bytes) -> dict[str, np.ndarray]:
+    """Inverse of :func:`encode`: the named arrays, exactly."""
+    if blob[:4] != MAGIC:
+        raise ValueError("not an edgeshrink encoded blob")
+    (count,) = struct.unpack_from("<H", blob, 4)
+    off, out = 6, {}
+    for _ in range(count):
+        (n,) = struct.unpack_from("<H", blob, off)
+        name = blob[off + 2 : off + 2 + n].decode()
+        off += 2 + n
+        dt = np.dtype(blob[off + 1 : off + 1 + blob[off]].decode())
+        off += 1 + blob[off]
+        ndim = blob[off]
+        shape = struct.unpack_from(f"<{ndim}I", blob, off + 1)
+        off += 1 + 4 * ndim
+        flat, off = _decode_tensor(blob, off, dt, int(np.prod(shape, dtype=np.int64)))
+        out[name] = flat.reshape(shape)
+    return out
+
+
+def encode_model_weights(model) -> bytes:
+    """Encode every tensor of ``model.state_dict()`` (pruned FP32, k-means shared, ...)."""
+    return encode({k: v.detach().cpu().numpy() for k, v in model.state_dict().items()})
