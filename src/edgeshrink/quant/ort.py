@@ -21,6 +21,7 @@ from edgeshrink.config import Config, check_choice, check_range, register_config
 from edgeshrink.data import Dataset
 from edgeshrink.errors import UserError
 from edgeshrink.export import export_onnx, save_onnx
+from edgeshrink.quant.calibrate import CALIBRATORS, calibrate_range, collect_stats
 from edgeshrink.transforms import Artifact, TransformContext, transform
 
 __all__ = ["StaticInt8Config", "DynamicInt8Config", "Fp16Config"]
@@ -31,25 +32,33 @@ __all__ = ["StaticInt8Config", "DynamicInt8Config", "Fp16Config"]
 class StaticInt8Config(Config):
     """INT8 post-training static quantization, calibrated on the task's calibration set.
 
+    Activation ranges come from our own calibrators (:mod:`edgeshrink.quant.calibrate`) and
+    are handed to ONNX Runtime's QDQ quantizer as a calibration table.
+
     Attributes:
-        calibrator: ``minmax`` or ``percentile`` (ORT's own; see quant issue for more).
+        calibrator: ``minmax``, ``percentile``, ``entropy`` (KL, TensorRT-style) or ``mse``.
         percentile: the percentile the ``percentile`` calibrator keeps.
         per_channel: per-output-channel weight scales (else per-tensor).
-        activations: ``uint8`` (asymmetric, the fast U8S8 path on x86) or ``int8``.
+        activations: ``uint8`` (the fast U8S8 path on x86) or ``int8`` (S8S8).
+        symmetric_activations: zero point in the middle of the grid (else asymmetric).
         calibration_samples: how many calibration samples to use at most.
+
+    Example:
+        >>> cfg = StaticInt8Config(calibrator="entropy", per_channel=True)
     """
 
     kind = "int8_static"
     stage = "artifact"
     family = "quantization"
     calibrator: str = "minmax"
-    percentile: float = 99.999
+    percentile: float = 99.99
     per_channel: bool = True
     activations: str = "uint8"
+    symmetric_activations: bool = False
     calibration_samples: int = 256
 
     def __post_init__(self) -> None:
-        check_choice("calibrator", self.calibrator, ("minmax", "percentile"))
+        check_choice("calibrator", self.calibrator, CALIBRATORS)
         check_range("percentile", self.percentile, 90.0, 100.0)
         check_choice("activations", self.activations, ("uint8", "int8"))
         check_range("calibration_samples", self.calibration_samples, 1, 1_000_000)
@@ -83,18 +92,6 @@ class Fp16Config(Config):
     family = "quantization"
 
 
-class _Reader:
-    """ORT CalibrationDataReader over a Dataset, one sample per call."""
-
-    def __init__(self, data: Dataset, names: list[str], limit: int) -> None:
-        self._it = iter(data.head(limit).numpy_batches(1))
-        self._names = names
-
-    def get_next(self):
-        batch = next(self._it, None)
-        return None if batch is None else dict(zip(self._names, batch, strict=True))
-
-
 def _fp32_export(model: nn.Module, ctx: TransformContext, workdir: Path) -> Path:
     path = export_onnx(
         model, ctx.task.example_inputs(), workdir / "fp32.onnx",
@@ -117,28 +114,64 @@ def check_calibration(data: Dataset, ctx: TransformContext) -> None:
         )
 
 
-@transform(StaticInt8Config)
-def _static(cfg: StaticInt8Config, model: nn.Module, ctx: TransformContext) -> Artifact:
+def activation_ranges(pre: Path, data: Dataset, cfg: StaticInt8Config) -> dict:
+    """``{tensor name: (lo, hi)}`` chosen by ``cfg.calibrator`` on ``data``."""
+    batches = list(data.head(cfg.calibration_samples).numpy_batches(32))
+    stats = collect_stats(pre, batches)
+    return {
+        name: calibrate_range(s, cfg.calibrator, percentile=cfg.percentile)
+        for name, s in stats.items()
+    }
+
+
+def _write_table(ranges: dict, path: Path) -> Path:
+    """Ranges as ORT's calibration cache (a JSON TensorsData), read by ``quantize_static``."""
+    from onnxruntime.quantization.calibrate import (
+        CalibrationMethod,
+        TensorData,
+        TensorsData,
+        save_tensors_data,
+    )  # fmt: skip
+
+    data = {
+        name: TensorData(lowest=np.float32(lo), highest=np.float32(hi))
+        for name, (lo, hi) in ranges.items()
+    }
+    save_tensors_data(TensorsData(CalibrationMethod.MinMax, data), path)
+    return path
+
+
+def qdq_quantize(pre: Path, out: Path, ranges: dict, cfg: StaticInt8Config) -> Path:
+    """ORT's QDQ quantizer with our activation ranges; int8 weights, per-channel or not."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+    table = _write_table(ranges, out.with_suffix(".calib.json"))
+    with contextlib.redirect_stdout(io.StringIO()):  # ORT prints calibration chatter
+        quantize_static(
+            str(pre), str(out), None,
+            quant_format=QuantFormat.QDQ,
+            per_channel=cfg.per_channel,
+            activation_type=QuantType.QUInt8 if cfg.activations == "uint8" else QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            calibration_cache_path=str(table),
+            extra_options={"ActivationSymmetric": cfg.symmetric_activations},
+        )
+    return out
+
+
+@transform(StaticInt8Config)
+def _static(cfg: StaticInt8Config, model: nn.Module, ctx: TransformContext) -> Artifact:
     check_calibration(ctx.task.calibration, ctx)
     with tempfile.TemporaryDirectory() as tmp:
         pre = _fp32_export(model, ctx, Path(tmp))
-        method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}
-        out = Path(tmp) / "int8.onnx"
-        with contextlib.redirect_stdout(io.StringIO()):  # ORT prints calibration chatter
-            quantize_static(
-                str(pre), str(out),
-                _Reader(ctx.task.calibration, list(ctx.task.input_names), cfg.calibration_samples),
-                quant_format=QuantFormat.QDQ,
-                per_channel=cfg.per_channel,
-                activation_type=QuantType.QUInt8 if cfg.activations == "uint8" else QuantType.QInt8,
-                weight_type=QuantType.QInt8,
-                calibrate_method=method[cfg.calibrator],
-                extra_options={"CalibPercentile": cfg.percentile},
-            )
+        ranges = activation_ranges(pre, ctx.task.calibration, cfg)
+        out = qdq_quantize(pre, Path(tmp) / "int8.onnx", ranges, cfg)
         path = save_onnx(onnx.load(str(out)), ctx.artifact_path())
-    notes = {"format": "QDQ", "activations": cfg.activations, "calibrator": cfg.calibrator}
+    notes = {
+        "format": "QDQ", "activations": cfg.activations, "calibrator": cfg.calibrator,
+        "per_channel": cfg.per_channel, "symmetric_activations": cfg.symmetric_activations,
+    }  # fmt: skip
     return Artifact(path=path, model=model, precision="int8", notes=notes)
 
 

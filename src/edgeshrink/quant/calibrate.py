@@ -1,0 +1,337 @@
+"""Activation-range calibrators on collected statistics: min-max, percentile, entropy, MSE.
+
+We compute the ranges ourselves (numpy) and hand them to ONNX Runtime's QDQ quantizer,
+because ORT 1.31's own Entropy method, called through its public options, builds 128 bins
+with 128 quantized levels: one candidate threshold, a file identical to MinMax
+(shared/FIELD-NOTES.md).
+
+Statistics are one histogram per tensor. For a non-negative tensor it spans ``[0, max]``
+with ``bins`` bins; for a signed one it spans ``[-m, m]`` (``m = max|x|``) with ``2 * bins``
+bins, so that folding it gives an exact ``bins``-bin histogram of ``|x|`` (what the
+TensorRT entropy method works on).
+
+Example:
+    >>> stats = TensorStats.from_array(np.random.default_rng(0).standard_normal(10_000))
+    >>> lo, hi = calibrate_range(stats, "percentile", percentile=99.9)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeshrink.config import check_choice
+
+__all__ = [
+    "TensorStats",
+    "CALIBRATORS",
+    "minmax_range",
+    "percentile_range",
+    "entropy_range",
+    "mse_range",
+    "calibrate_range",
+    "collect_stats",
+    "quant_mse",
+    "expected_mse",
+]
+
+CALIBRATORS = ("minmax", "percentile", "entropy", "mse")
+DEFAULT_BINS = 2048
+
+
+@dataclass
+class TensorStats:
+    """Min, max and a histogram of one tensor over the calibration set.
+
+    Attributes:
+        lo, hi: the observed minimum and maximum.
+        counts: histogram counts over ``[edge0, edge1]`` (see the module docstring).
+        edge0, edge1: the histogram's span.
+    """
+
+    lo: float
+    hi: float
+    counts: np.ndarray
+    edge0: float
+    edge1: float
+    zeros: int = 0
+    at_lo: int = 0
+
+    @property
+    def signed(self) -> bool:
+        return self.lo < 0
+
+    @property
+    def edges(self) -> np.ndarray:
+        return np.linspace(self.edge0, self.edge1, len(self.counts) + 1)
+
+    @property
+    def centers(self) -> np.ndarray:
+        e = self.edges
+        return (e[:-1] + e[1:]) / 2
+
+    def abs_counts(self) -> np.ndarray:
+        """Histogram of ``|x|`` over ``[0, max|x|]`` (exact: the signed span is symmetric)."""
+        if not self.signed:
+            return self.counts
+        half = len(self.counts) // 2
+        return self.counts[half:] + self.counts[:half][::-1]
+
+    @classmethod
+    def empty(cls, lo: float, hi: float, bins: int = DEFAULT_BINS) -> TensorStats:
+        lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+        if lo < 0:
+            m = max(-lo, hi) or 1.0
+            return cls(lo, hi, np.zeros(2 * bins, np.int64), -m, m)
+        return cls(lo, hi, np.zeros(bins, np.int64), 0.0, hi or 1.0)
+
+    def add(self, x: np.ndarray) -> None:
+        """Add the values of ``x`` to the histogram (``x`` within ``[lo, hi]``)."""
+        n = len(self.counts)
+        x = np.asarray(x, np.float64).ravel()
+        idx = np.floor((x - self.edge0) * (n / (self.edge1 - self.edge0))).astype(np.int64)
+        self.counts += np.bincount(np.clip(idx, 0, n - 1), minlength=n)
+        self.zeros += int(np.count_nonzero(x == 0))
+        self.at_lo += int(np.count_nonzero(x == self.lo)) if self.lo < 0 else 0
+
+    @classmethod
+    def from_array(cls, x: np.ndarray, bins: int = DEFAULT_BINS) -> TensorStats:
+        x = np.asarray(x)
+        stats = cls.empty(float(x.min()), float(x.max()), bins)
+        stats.lo, stats.hi = float(x.min()), float(x.max())
+        stats.add(x)
+        return stats
+
+
+# ---------------------------------------------------------------------------- calibrators
+
+
+def minmax_range(stats: TensorStats) -> tuple[float, float]:
+    """The observed extremes (always containing 0, as an affine int8 grid needs)."""
+    return min(stats.lo, 0.0), max(stats.hi, 0.0)
+
+
+def _quantile(stats: TensorStats, q: float) -> float:
+    """Value below which a fraction ``q`` of the samples lie (linear inside a bin)."""
+    cdf = np.cumsum(stats.counts) / max(int(stats.counts.sum()), 1)
+    i = int(np.searchsorted(cdf, q))
+    i = min(i, len(cdf) - 1)
+    below = cdf[i - 1] if i > 0 else 0.0
+    frac = (q - below) / max(cdf[i] - below, 1e-12)
+    e = stats.edges
+    return float(e[i] + frac * (e[i + 1] - e[i]))
+
+
+def percentile_range(stats: TensorStats, percentile: float = 99.99) -> tuple[float, float]:
+    """Clip both tails at ``percentile`` (the low tail only where the tensor goes negative)."""
+    hi = min(_quantile(stats, percentile / 100.0), stats.hi)
+    lo = max(_quantile(stats, 1.0 - percentile / 100.0), stats.lo) if stats.signed else stats.lo
+    return min(lo, 0.0), max(hi, 0.0)
+
+
+def _kl(p: np.ndarray, q: np.ndarray) -> float:
+    mask = p > 0
+    return float(np.sum(p[mask] * np.log(p[mask] / q[mask])))
+
+
+def _kl_for_threshold(hist: np.ndarray, i: int, levels: int) -> float:
+    """KL(P || Q) where P is the histogram clipped at bin ``i`` (outliers into the last
+    bin) and Q is P merged into ``levels`` bins and expanded back over P's non-empty bins.
+    TensorRT's INT8 calibration (Migacz, "8-bit Inference with TensorRT", GTC 2017)."""
+    p = hist[:i].astype(np.float64)
+    p[-1] += hist[i:].sum()
+    nonzero = p > 0
+    group = np.minimum(np.arange(i) * levels // i, levels - 1)
+    sums = np.bincount(group, weights=hist[:i].astype(np.float64), minlength=levels)
+    used = np.bincount(group, weights=nonzero.astype(np.float64), minlength=levels)
+    q = np.where(nonzero, sums[group] / np.maximum(used[group], 1.0), 0.0)
+    if p.sum() == 0 or q.sum() == 0:
+        return np.inf
+    p /= p.sum()
+    q /= q.sum()
+    q = np.where(nonzero & (q == 0), 1e-12, q)
+    return _kl(p, q)
+
+
+def _best_kl_bin(hist: np.ndarray, levels: int) -> int:
+    """Bin index (exclusive end) whose clipping minimizes KL, over at most ~512 candidates."""
+    n = len(hist)
+    step = max(1, (n - levels) // 512)
+    candidates = list(range(levels, n + 1, step))
+    if candidates[-1] != n:
+        candidates.append(n)
+    divs = [_kl_for_threshold(hist, i, levels) for i in candidates]
+    return candidates[int(np.argmin(divs))]
+
+
+def _without_spikes(
+    stats: TensorStats, hist: np.ndarray, zero_bin: int, lo_bin: int | None = None
+) -> np.ndarray:
+    # Exact zeros (ReLU outputs, padding) and, on an affine grid, values at the minimum
+    # (an image's background) sit on the grid and lose nothing; left in, their spike makes
+    # KL favour absurdly tight thresholds.
+    hist = hist.astype(np.float64).copy()
+    hist[zero_bin] = max(hist[zero_bin] - stats.zeros, 0.0)
+    if lo_bin is not None:
+        hist[lo_bin] = max(hist[lo_bin] - stats.at_lo, 0.0)
+    return hist
+
+
+def entropy_range(
+    stats: TensorStats, levels: int = 128, *, symmetric: bool = False
+) -> tuple[float, float]:
+    """Range whose quantized distribution is closest (KL) to the FP32 one.
+
+    ``symmetric``: TensorRT's method on ``|x|``, threshold ``t`` giving ``[-t, t]``.
+    Otherwise (affine grids such as uint8 activations) the low end stays at the minimum
+    and the high end is searched the same way over the histogram from the minimum up.
+    """
+    lo, hi = minmax_range(stats)
+    width = (stats.edge1 - stats.edge0) / len(stats.counts)
+    if symmetric:
+        hist = _without_spikes(stats, stats.abs_counts(), 0)
+        start, origin = 0, 0.0
+    else:
+        zero_bin = min(int(-stats.edge0 / width), len(stats.counts) - 1)
+        start = int(np.floor((lo - stats.edge0) / width))
+        start = min(start, len(stats.counts) - 1)
+        hist = _without_spikes(stats, stats.counts, zero_bin, start)[start:]
+        origin = stats.edge0 + start * width
+    if len(hist) <= levels or hist.sum() == 0:
+        return lo, hi
+    t = origin + _best_kl_bin(hist, levels) * width
+    if symmetric:
+        return max(lo, -t), min(hi, t)
+    return lo, max(min(hi, t), 0.0)
+
+
+def quant_mse(
+    values: np.ndarray, weights: np.ndarray | None, lo: float, hi: float, levels: int = 256
+) -> float:
+    """Mean squared error of affine-quantizing ``values`` to ``levels`` levels on [lo, hi]."""
+    scale = max(hi - lo, 1e-12) / (levels - 1)
+    zp = np.round(-lo / scale)
+    q = (np.clip(np.round(values / scale) + zp, 0, levels - 1) - zp) * scale
+    return float(np.average((values - q) ** 2, weights=weights))
+
+
+def expected_mse(stats: TensorStats, lo: float, hi: float, levels: int = 256) -> float:
+    """Expected squared error of affine quantization on [lo, hi], from the histogram.
+
+    Values outside the range cost their clipping error (bin centre to the range end); values
+    inside cost the uniform rounding noise ``step**2 / 12`` (Widrow's model, as in ACIQ,
+    Banner et al. 2019), except exact zeros, which an affine grid represents exactly.
+    """
+    centers, counts = stats.centers, stats.counts.astype(np.float64)
+    total = counts.sum()
+    if total == 0:
+        return 0.0
+    step = max(hi - lo, 1e-12) / (levels - 1)
+    clipped = (centers < lo) | (centers > hi)
+    clip_err = np.sum(counts[clipped] * (centers[clipped] - np.clip(centers[clipped], lo, hi)) ** 2)
+    inside = counts[~clipped].sum() - stats.zeros
+    return float((clip_err + max(inside, 0.0) * step**2 / 12) / total)
+
+
+def mse_range(stats: TensorStats, levels: int = 256, grid: int = 200) -> tuple[float, float]:
+    """Shrink [lo, hi] by a common factor in ``grid`` steps and keep the range with the least
+    expected quantization error (:func:`expected_mse`)."""
+    lo, hi = minmax_range(stats)
+    if stats.counts.sum() == 0 or hi - lo <= 0:
+        return lo, hi
+    factors = np.linspace(1.0 / grid, 1.0, grid)
+    errs = [expected_mse(stats, lo * a, hi * a, levels) for a in factors]
+    a = float(factors[int(np.argmin(errs))])
+    return lo * a, hi * a
+
+
+def calibrate_range(
+    stats: TensorStats,
+    method: str,
+    *,
+    percentile: float = 99.99,
+    levels: int = 256,
+    entropy_levels: int = 128,
+    symmetric: bool = False,
+) -> tuple[float, float]:
+    """The range ``method`` chooses for one tensor.
+
+    ``levels`` is the integer grid size (MSE), ``entropy_levels`` the quantized bins of the
+    KL search (128 as in TensorRT), ``symmetric`` whether the grid is centred on zero.
+    """
+    check_choice("calibrator", method, CALIBRATORS)
+    if method == "minmax":
+        return minmax_range(stats)
+    if method == "percentile":
+        return percentile_range(stats, percentile)
+    if method == "entropy":
+        return entropy_range(stats, levels=entropy_levels, symmetric=symmetric)
+    return mse_range(stats, levels=levels)
+
+
+# ---------------------------------------------------------------------------- collection
+
+
+def _float_tensors(model) -> list[str]:
+    """Names of every float activation (graph inputs and node outputs, no initializers)."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    g = inferred.graph
+    inits = {t.name for t in g.initializer}
+    infos = list(g.input) + list(g.value_info) + list(g.output)
+    floats = {v.name for v in infos if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
+    produced = [o for n in g.node for o in n.output]
+    names = [v.name for v in g.input if v.name in floats and v.name not in inits]
+    return names + [o for o in produced if o in floats and o not in inits]
+
+
+def collect_stats(
+    onnx_path: Path | str,
+    batches: Iterable[tuple[np.ndarray, ...]] | list,
+    *,
+    bins: int = DEFAULT_BINS,
+) -> dict[str, TensorStats]:
+    """Run the FP32 model over ``batches`` twice (extremes, then histograms) in ONNX Runtime
+    and return a :class:`TensorStats` per float activation tensor."""
+    import onnx
+
+    batches = list(batches)
+    model = onnx.load(str(onnx_path))
+    names = _float_tensors(model)
+    outputs = {o.name for o in model.graph.output}
+    for name in names:
+        if name not in outputs:
+            model.graph.output.append(onnx.ValueInfoProto(name=name))
+    sess = ort_session_from_bytes(model.SerializeToString())
+    inputs = [i.name for i in sess.get_inputs()]
+
+    def run(batch):
+        return dict(zip(names, sess.run(names, dict(zip(inputs, batch, strict=True))), strict=True))
+
+    lo = dict.fromkeys(names, np.inf)
+    hi = dict.fromkeys(names, -np.inf)
+    for batch in batches:
+        for name, value in run(batch).items():
+            lo[name] = min(lo[name], float(value.min()))
+            hi[name] = max(hi[name], float(value.max()))
+    stats = {n: TensorStats.empty(lo[n], hi[n], bins) for n in names}
+    for n in names:
+        stats[n].lo, stats[n].hi = lo[n], hi[n]
+    for batch in batches:
+        for name, value in run(batch).items():
+            stats[name].add(value)
+    return stats
+
+
+def ort_session_from_bytes(data: bytes, threads: int = 2):
+    """An ONNX Runtime CPU session over a serialized model."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.log_severity_level = 3
+    return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
