@@ -26,7 +26,9 @@ from torch import nn
 from edgeshrink.config import Config
 from edgeshrink.errors import UserError
 
-__all__ = ["Artifact", "TransformContext", "transform", "apply_recipe", "HANDLERS"]
+__all__ = [
+    "Artifact", "TransformContext", "transform", "apply_recipe", "load_handlers", "HANDLERS",
+]
 
 HANDLERS: dict[type[Config], Callable[..., Any]] = {}
 
@@ -80,8 +82,8 @@ def transform(config_cls: type[Config]):
     return wrap
 
 
-def _load_handlers() -> None:
-    # Importing the technique packages registers their handlers.
+def load_handlers() -> None:
+    """Import the technique packages, which registers their configs and handlers."""
     import edgeshrink.prune  # noqa: F401
     import edgeshrink.quant  # noqa: F401
     import edgeshrink.train  # noqa: F401
@@ -92,7 +94,7 @@ def apply_recipe(recipe: list[Config], ctx: TransformContext) -> Artifact:
     from edgeshrink.export import export_onnx
     from edgeshrink.train import FinetuneConfig, fit
 
-    _load_handlers()
+    load_handlers()
     model = copy.deepcopy(ctx.task.model)
     ctx.teacher = ctx.teacher or ctx.task.model
     for i, cfg in enumerate(recipe):

@@ -74,6 +74,9 @@ def default_plan(task=None, *, finetune_epochs: int = 3) -> list[CandidateSpec]:
 
 def load_plan(path: Path | str) -> list[CandidateSpec]:
     """Read a YAML plan ``{name: [config dict, ...]}``."""
+    from edgeshrink.transforms import load_handlers
+
+    load_handlers()
     path = Path(path)
     if not path.is_file():
         raise UserError(f"plan file {path} does not exist.")

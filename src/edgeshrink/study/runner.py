@@ -51,6 +51,7 @@ def measure_artifact(
     *,
     baseline_value: float | None,
     threads: tuple[int, ...] = (1, 2),
+    budget_s: float = 1.0,
 ) -> CandidateRecord:
     """Score, size and time ``art`` on ``task`` and return its record."""
     if art.simulate is not None:
@@ -67,7 +68,7 @@ def measure_artifact(
     notes["max_abs_diff_vs_pytorch"] = float(np.max(np.abs(reference - outputs)))
     size, compressed = file_sizes(art.path)
     example = tuple(t.numpy() for t in task.example_inputs())
-    by_threads = {str(t): latency_stats(art.path, example, t) for t in threads}
+    by_threads = {str(t): latency_stats(art.path, example, t, budget_s=budget_s) for t in threads}
     main = str(max(threads))
     macs, act = count_macs(art.model, task.example_inputs())
     return CandidateRecord(
@@ -117,10 +118,12 @@ def run_study(
     *,
     resume: bool = False,
     threads: tuple[int, ...] = (1, 2),
+    budget_s: float = 1.0,
     on_progress: Callable[[str, str], None] | None = None,
 ) -> RunRecord:
     """Build and measure the baseline and every candidate of ``plan`` into ``out``.
 
+    ``budget_s`` is the timing budget per thread count (after warm-up, at least 50 runs).
     ``on_progress(candidate, step)`` is called as work advances (the CLI draws a bar).
     ``results.json`` is rewritten after every candidate.
     """
@@ -146,7 +149,8 @@ def run_study(
             if note:
                 note("measure")
             base = run.baseline.value if run.baseline else None
-            rec = measure_artifact(art, spec, task, run_dir, baseline_value=base, threads=threads)
+            rec = measure_artifact(art, spec, task, run_dir, baseline_value=base,
+                                   threads=threads, budget_s=budget_s)
             rec.seconds = round(seconds, 2)
         if spec.name == BASELINE:
             run.baseline = rec

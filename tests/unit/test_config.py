@@ -1,0 +1,58 @@
+import dataclasses
+
+import pytest
+
+from edgeshrink.config import (
+    CONFIGS,
+    config_from_dict,
+    config_to_dict,
+    recipe_from_yaml,
+    recipe_to_yaml,
+)
+from edgeshrink.errors import UserError
+from edgeshrink.prune import UnstructuredConfig
+from edgeshrink.quant import DynamicInt8Config, Fp16Config, StaticInt8Config
+from edgeshrink.train import FinetuneConfig
+
+
+def test_every_registered_config_round_trips_through_yaml():
+    import edgeshrink.transforms as t
+
+    t.load_handlers()
+    assert {"unstructured", "finetune", "int8_static", "int8_dynamic", "fp16"} <= set(CONFIGS)
+    recipe = [cls() for cls in CONFIGS.values()]
+    back = recipe_from_yaml(recipe_to_yaml(recipe))
+    assert back == recipe
+    assert all(dataclasses.is_dataclass(c) for c in back)
+
+
+def test_recipe_preserves_order_and_values():
+    recipe = [UnstructuredConfig(sparsity=0.8, scope="layer", exclude=("classifier.*",)),
+              FinetuneConfig(epochs=2, distill=0.5), StaticInt8Config(calibrator="percentile")]
+    back = recipe_from_yaml(recipe_to_yaml(recipe))
+    assert back == recipe
+    assert config_to_dict(back[0]) == {"kind": "unstructured", "sparsity": 0.8, "scope": "layer",
+                                       "criterion": "magnitude", "exclude": ["classifier.*"],
+                                       "seed": 0}
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5])
+def test_sparsity_outside_unit_interval_is_a_user_error(bad):
+    with pytest.raises(UserError, match=r"sparsity must be in \[0.0, 1.0\)"):
+        UnstructuredConfig(sparsity=bad)
+
+
+def test_unknown_kind_and_field_name_the_problem():
+    with pytest.raises(UserError, match="unknown transform kind 'nope'"):
+        config_from_dict({"kind": "nope"})
+    with pytest.raises(UserError, match="unknown field"):
+        config_from_dict({"kind": "unstructured", "sparsty": 0.5})
+    with pytest.raises(UserError, match="calibrator must be one of"):
+        StaticInt8Config(calibrator="magic")
+
+
+def test_configs_are_frozen():
+    cfg = DynamicInt8Config()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.per_channel = False  # type: ignore[misc]
+    assert Fp16Config().stage == "artifact"
