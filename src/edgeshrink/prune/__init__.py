@@ -9,10 +9,25 @@ from __future__ import annotations
 from torch import nn
 
 from edgeshrink.errors import UserError
+from edgeshrink.prune.nm import NMConfig
+from edgeshrink.prune.obs import SparseGPTConfig, WandaConfig
+from edgeshrink.prune.plans import study_candidates
+from edgeshrink.prune.schedule import GradualConfig, IterativeConfig
+from edgeshrink.prune.sensitivity import SensitivityConfig
 from edgeshrink.prune.unstructured import UnstructuredConfig
 from edgeshrink.transforms import HANDLERS, TransformContext
 
-__all__ = ["prune", "UnstructuredConfig"]
+__all__ = [
+    "prune",
+    "UnstructuredConfig",
+    "NMConfig",
+    "SparseGPTConfig",
+    "WandaConfig",
+    "IterativeConfig",
+    "GradualConfig",
+    "SensitivityConfig",
+    "study_candidates",
+]
 
 
 def prune(model: nn.Module, config, ctx: TransformContext | None = None) -> nn.Module:

@@ -1,9 +1,14 @@
 """Unstructured pruning: zero individual weights by magnitude (Han et al. 2015) or at random.
 
-Three layers, as everywhere in edgeshrink: ``magnitude_mask`` is pure tensor maths,
-``_apply_masks`` is the surgery, ``prune_unstructured`` decides the thresholds.
+Three layers, as everywhere in edgeshrink: ``magnitude_mask`` / ``masks_by_scope`` are pure
+tensor maths, ``apply_masks`` is the surgery, ``prune_unstructured`` decides the thresholds.
 Unstructured zeros shrink *storage* (deflate / sparse encoding); dense runtimes run them
 at the same speed.
+
+Example:
+    >>> model = prune_unstructured(model, UnstructuredConfig(sparsity=0.9, scope="global"))
+    >>> round(weight_sparsity(model), 2)
+    0.9
 """
 
 from __future__ import annotations
@@ -18,7 +23,14 @@ from edgeshrink.config import Config, check_choice, check_range, register_config
 from edgeshrink.measure.model_stats import prunable_weights
 from edgeshrink.transforms import transform
 
-__all__ = ["UnstructuredConfig", "magnitude_mask", "prune_unstructured"]
+__all__ = [
+    "UnstructuredConfig",
+    "magnitude_mask",
+    "masks_by_scope",
+    "apply_masks",
+    "select_weights",
+    "prune_unstructured",
+]
 
 
 @register_config
@@ -63,6 +75,36 @@ def magnitude_mask(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
     return keep.view_as(scores)
 
 
+def masks_by_scope(
+    scores: dict[str, torch.Tensor], sparsity: float | dict[str, float], scope: str = "global"
+) -> dict[str, torch.Tensor]:
+    """Keep-masks from scores: one threshold over all tensors (``global``) or per tensor.
+
+    ``sparsity`` may be a mapping ``{name: fraction}`` (per-layer allocation; scope ignored).
+    """
+    if isinstance(sparsity, dict):
+        return {n: magnitude_mask(s, sparsity.get(n, 0.0)) for n, s in scores.items()}
+    if scope == "layer":
+        return {n: magnitude_mask(s, sparsity) for n, s in scores.items()}
+    names = list(scores)
+    flat = torch.cat([scores[n].flatten() for n in names])
+    keep = magnitude_mask(flat, sparsity)
+    masks, start = {}, 0
+    for n in names:
+        size = scores[n].numel()
+        masks[n] = keep[start : start + size].view_as(scores[n])
+        start += size
+    return masks
+
+
+def select_weights(model: nn.Module, exclude: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
+    """Conv/Linear weights by parameter name, minus those matching an ``exclude`` regex."""
+    return {
+        n: w for n, w in prunable_weights(model).items()
+        if not any(re.fullmatch(p, n) for p in exclude)
+    }
+
+
 def _scores(weights: dict[str, torch.Tensor], cfg: UnstructuredConfig) -> dict[str, torch.Tensor]:
     if cfg.criterion == "magnitude":
         return {n: w.detach().abs() for n, w in weights.items()}
@@ -70,33 +112,27 @@ def _scores(weights: dict[str, torch.Tensor], cfg: UnstructuredConfig) -> dict[s
     return {n: torch.rand(w.shape, generator=gen) for n, w in weights.items()}
 
 
-def _apply_masks(weights: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> None:
+def apply_masks(weights: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> None:
+    """Multiply each weight by its keep-mask, in place."""
     with torch.no_grad():
         for name, mask in masks.items():
             weights[name].mul_(mask.to(weights[name].dtype))
 
 
-def prune_unstructured(model: nn.Module, cfg: UnstructuredConfig) -> nn.Module:
-    """Zero weights in place; returns ``model``."""
-    weights = {
-        n: w for n, w in prunable_weights(model).items()
-        if not any(re.fullmatch(p, n) for p in cfg.exclude)
-    }
+def prune_unstructured(
+    model: nn.Module, cfg: UnstructuredConfig, *, per_layer: dict[str, float] | None = None
+) -> nn.Module:
+    """Zero weights in place; returns ``model``.
+
+    ``per_layer`` overrides ``cfg.sparsity`` with one fraction per weight name (layers not
+    named stay dense), e.g. an allocation from :mod:`edgeshrink.prune.sensitivity`.
+    """
+    weights = select_weights(model, cfg.exclude)
     if not weights:
         return model
     scores = _scores(weights, cfg)
-    if cfg.scope == "layer":
-        masks = {n: magnitude_mask(s, cfg.sparsity) for n, s in scores.items()}
-    else:
-        names = list(scores)
-        flat = torch.cat([scores[n].flatten() for n in names])
-        keep = magnitude_mask(flat, cfg.sparsity)
-        masks, start = {}, 0
-        for n in names:
-            size = scores[n].numel()
-            masks[n] = keep[start : start + size].view_as(scores[n])
-            start += size
-    _apply_masks(weights, masks)
+    target = per_layer if per_layer is not None else cfg.sparsity
+    apply_masks(weights, masks_by_scope(scores, target, cfg.scope))
     return model
 
 
