@@ -14,12 +14,17 @@ from torch import nn
 from edgeshrink.data import Dataset
 from edgeshrink.errors import UserError
 from edgeshrink.quant.int4 import Int4WeightOnlyConfig
-from edgeshrink.quant.ort import DynamicInt8Config, Fp16Config, StaticInt8Config
+from edgeshrink.quant.ort import (
+    DynamicInt8Config,
+    Fp16Config,
+    StaticInt8Config,
+    study_candidates,
+)
 from edgeshrink.task import Task
 from edgeshrink.transforms import HANDLERS, Artifact, TransformContext
 
 __all__ = ["quantize", "StaticInt8Config", "DynamicInt8Config", "Fp16Config",
-           "Int4WeightOnlyConfig"]
+           "Int4WeightOnlyConfig", "study_candidates"]
 
 
 def quantize(
