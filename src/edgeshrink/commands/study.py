@@ -28,18 +28,40 @@ def study(
     resume: bool = typer.Option(False, help="Keep finished candidates of a previous run in OUT."),
     threads: str = typer.Option("1,2", help="Thread counts to time at batch 1 (largest is primary)."),
     finetune_epochs: int = typer.Option(3, min=0, help="Epochs of retraining after pruning."),
+    device: str = typer.Option(None, help="Device profile to recommend for (`edgeshrink devices`)."),
+    max_size: str = typer.Option(None, help="Largest artifact on the device, e.g. 200KB."),
+    max_latency: str = typer.Option(None, help="Slowest batch-1 latency on the device, e.g. 5ms."),
+    max_drop: float = typer.Option(1.0, help="Metric points the model may lose."),
+    max_energy: str = typer.Option(None, help="Energy per inference on the device, e.g. 2mJ."),
+    priority: str = typer.Option(None, help="accuracy, size, speed or energy."),
+    bench_json: list[Path] = typer.Option(
+        None, help="`edgeshrink bench --json` files measured on the device: their latencies "
+        "replace the local ones for the artifacts they cover (repeatable)."),
 ) -> None:
     """Run the baseline and every candidate, measured on the exported artifact in ONNX Runtime."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from edgeshrink.errors import UserError
     from edgeshrink.report.html import write_report
     from edgeshrink.report.terminal import print_summary
+    from edgeshrink.results import load_run, save_run
     from edgeshrink.study import default_plan, load_plan, run_study
     from edgeshrink.study.runner import clean_run_dir
     from edgeshrink.task import load_task
 
     thread_counts = _threads(threads)
+    constraints = None
+    if device:
+        from edgeshrink.advisor import Constraints
+        from edgeshrink.devices import load_profile
+
+        load_profile(device)  # an unknown device fails now, not after the study
+        constraints = Constraints.from_text(max_size=max_size, max_latency=max_latency,
+                                            max_drop=max_drop, max_energy=max_energy)
+    for path in bench_json or []:
+        if not path.is_file():
+            raise UserError(f"--bench-json {path} does not exist.")
     specs = load_plan(plan) if plan else None
     console = Console(stderr=True)
     with console.status(f"loading {task} (training it on first use)"):
@@ -60,11 +82,28 @@ def study(
 
         run = run_study(the_task, specs, out, resume=resume, threads=thread_counts,
                         on_progress=on_progress)
+    if bench_json:
+        from edgeshrink.bench.merge import apply_device_bench
+
+        run = apply_device_bench(run, list(bench_json), run_dir=out)
+        save_run(run, out)
+    advice_error = None
+    if device:
+        from edgeshrink.advisor import advise_run
+
+        try:
+            advise_run(out, device, constraints, priority)
+        except UserError as exc:  # nothing fits: still show what was measured, then exit 2
+            advice_error = exc
+        run = load_run(out)
     report = write_report(out)
     print_summary(run, Console())
     Console().print(
-        f"\nresults: {out / 'results.json'}   artifacts: {out / 'artifacts'}/   report: {report}"
+        f"\nresults: {out / 'results.json'}   artifacts: {out / 'artifacts'}/   report: {report}",
+        highlight=False,
     )
+    if advice_error is not None:
+        raise advice_error
 
 
 def tasks() -> None:
