@@ -52,6 +52,8 @@ __all__ = [
 
 def parse_pattern(pattern: str) -> tuple[int, int]:
     """``"unstructured"`` -> (0, 0); ``"2:4"`` -> (2, 4); anything else is a user error."""
+    if not isinstance(pattern, str):  # YAML reads an unquoted 2:4 as the number 124
+        raise UserError(f"pattern must be a quoted string such as '2:4', got {pattern!r}.")
     if pattern == "unstructured":
         return 0, 0
     n_text, sep, m_text = pattern.partition(":")
