@@ -1,0 +1,61 @@
+"""INT8 static QDQ through our calibrators: ranges reach the file, errors are clear."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from edgeshrink.data import Dataset
+from edgeshrink.errors import UserError
+from edgeshrink.export import ort_session, run_onnx
+from edgeshrink.quant import StaticInt8Config, quantize
+
+
+def _activation_scales(path) -> list[float]:
+    m = onnx.load(str(path))
+    inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    return sorted(float(inits[n.input[1]]) for n in m.graph.node
+                  if n.op_type == "QuantizeLinear" and inits[n.input[1]].size == 1)  # fmt: skip
+
+
+def test_each_calibrator_writes_different_scales(digits_task, tmp_path):
+    scales = {}
+    for c in ("minmax", "percentile", "entropy", "mse"):
+        cfg = StaticInt8Config(calibrator=c, calibration_samples=100)
+        art = quantize(digits_task.model, cfg, digits_task.calibration, workdir=tmp_path, name=c)
+        scales[c] = _activation_scales(art.path)
+        assert art.precision == "int8" and art.notes["calibrator"] == c
+    for c in ("percentile", "entropy", "mse"):
+        assert not np.allclose(scales[c], scales["minmax"]), c
+        assert min(s / m for s, m in zip(scales[c], scales["minmax"], strict=True)) < 0.99
+
+
+def test_int8_runs_in_ort_close_to_fp32(digits_task, tmp_path):
+    import torch
+
+    cfg = StaticInt8Config(calibrator="mse", per_channel=False, calibration_samples=100)
+    art = quantize(digits_task.model, cfg, digits_task.calibration, workdir=tmp_path)
+    x = digits_task.eval.inputs[0]
+    got = run_onnx(ort_session(art.path, 1), (x,))
+    with torch.no_grad():
+        ref = digits_task.model(torch.from_numpy(x)).numpy()
+    assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.98
+    assert art.path.stat().st_size < 0.5 * 4 * sum(p.numel() for p in digits_task.model.parameters())
+
+
+def test_wrong_calibration_shape_is_a_user_error(digits_task, tmp_path):
+    bad = Dataset((np.zeros((4, 1, 7, 7), np.float32),), np.zeros(4))
+    from edgeshrink.quant.ort import check_calibration
+    from edgeshrink.transforms import TransformContext
+
+    with pytest.raises(UserError, match="calibration data"):
+        check_calibration(bad, TransformContext(task=digits_task, workdir=tmp_path))
+
+
+@pytest.mark.parametrize("field,value", [("calibrator", "kl"), ("percentile", 80.0),
+                                         ("activations", "int4")])  # fmt: skip
+def test_bad_static_config_is_a_user_error(field, value):
+    with pytest.raises(UserError, match=field):
+        StaticInt8Config(**{field: value})
