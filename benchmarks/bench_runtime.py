@@ -173,17 +173,41 @@ def _agreement_in_process(ctx, model: Path, repeats: int, runs: int, warmup: int
     )
 
 
+_CONTENDED_NOTE = (
+    " ({} of 3 invocations ran while other processes used > 0.1 core: a 1-thread run "
+    "preempted by others inflates the longer model's p50 more, so the p50 ratio drifts; the "
+    "min ratio is the uncontended figure).\n"
+)
+
+
+def _least_contended(ctx, cmd: list[str], attempts: int = 2) -> dict:
+    """Run a bench command after waiting for a quiet machine; retry while others were busy."""
+    best = None
+    for _ in range(attempts):
+        ctx.wait_quiet()
+        rep = _json_run(cmd)
+        if best is None or (rep["others_cpu_cores"] or 0) < (best["others_cpu_cores"] or 0):
+            best = rep
+        if not rep["contended"]:
+            break
+    return best
+
+
 def _compare_stability(ctx, a: Path, b: Path, runs: int) -> str:
     cmd = [sys.executable, "-m", "edgeshrink.bench", str(a), "--compare", str(b), "--threads",
            "1", "--warmup", "20", "--runs", str(runs), "--json"]  # fmt: skip
-    rows, ratios = [], []
+    rows, ratios, contended = [], [], 0
     for i in range(3):
-        rep = _json_run(cmd)
+        rep = _least_contended(ctx, cmd)
         r = rep["ratios"][f"{b.name}/{a.name}"]
         ratios.append(r["p50"])
+        contended += bool(rep["contended"])
         p50s = [m["latency_ms"]["p50"] for m in rep["models"]]
-        rows.append([i + 1, p50s[0], p50s[1], r["p50"], r["size"], _na(rep["others_cpu_cores"])])
+        rows.append([i + 1, p50s[0], p50s[1], r["p50"], r["min"], r["size"],
+                     _na(rep["others_cpu_cores"])])  # fmt: skip
     spread = max(ratios) / min(ratios) - 1
+    mins = [row[4] for row in rows]
+    min_spread = max(mins) / min(mins) - 1
     verdict = "PASS" if spread <= 0.10 else "FAIL"
     ctx.log(f"compare ratios {ratios}")
     return (
@@ -196,12 +220,15 @@ def _compare_stability(ctx, a: Path, b: Path, runs: int) -> str:
                 f"{a.name} p50 ms",
                 f"{b.name} p50 ms",
                 "p50 ratio",
+                "min ratio",
                 "size ratio",
                 "others' CPU (cores)",
             ],
             rows,
         )  # fmt: skip
-        + f"\nmax/min - 1 = **{spread * 100:.1f} %**: within 10 %: **{verdict}**.\n"
+        + f"\np50 ratio max/min - 1 = **{spread * 100:.1f} %**: within 10 %: **{verdict}**"
+        + f" (min ratio: {min_spread * 100:.1f} %)"
+        + (_CONTENDED_NOTE.format(contended) if contended else ".\n")
     )
 
 

@@ -142,6 +142,25 @@ class Ctx:
             "repeats": repeats,
         }
 
+    def others_load(self, seconds: float = 1.0) -> float | None:
+        """Cores used by other processes over the next ``seconds`` (/proc/stat; None elsewhere)."""
+        from edgeshrink.bench import CpuMeter
+
+        with CpuMeter() as cpu:
+            time.sleep(seconds)
+        return cpu.result()["others_cpu_cores"]
+
+    def wait_quiet(self, threshold_cores: float = 0.25, max_wait_s: float = 10.0) -> float | None:
+        """Wait (at most ``max_wait_s``) until others use under ``threshold_cores``; their load.
+
+        FIELD-NOTES: timings taken while others used more than ~10 % of a core mislead.
+        """
+        deadline = time.perf_counter() + (max_wait_s / 4 if self.quick else max_wait_s)
+        load = self.others_load()
+        while load is not None and load > threshold_cores and time.perf_counter() < deadline:
+            load = self.others_load()
+        return load
+
     # ---- output ---------------------------------------------------------------------------
     @staticmethod
     def table(headers: list[str], rows: list[list[Any]]) -> str:

@@ -36,6 +36,15 @@ def _machine(rep: dict[str, Any]) -> str:
     )
 
 
+def _warning(rep: dict[str, Any]) -> str:
+    if not rep.get("contended"):
+        return ""
+    return (
+        f"\nWARNING: other processes used {rep['others_cpu_cores']:.2f} cores while timing; "
+        "these figures include their interference: rerun on a quiet machine."
+    )
+
+
 def _emit(title: str, headers: list[str], rows: list[list[str]], footer: str) -> str | None:
     """Print with Rich if importable and return None; else return plain text."""
     try:
@@ -70,7 +79,7 @@ def render_report(rep: dict[str, Any]) -> str | None:
         ["  before loading the model", _mb(rep["rss_before_load_mb"])],
         ["CPU while timing", _cpu(rep)],
     ]
-    return _emit(rep["model"]["name"], ["", "value"], rows, _machine(rep))
+    return _emit(rep["model"]["name"], ["", "value"], rows, _machine(rep) + _warning(rep))
 
 
 def render_compare(rep: dict[str, Any]) -> str | None:
@@ -100,5 +109,5 @@ def render_compare(rep: dict[str, Any]) -> str | None:
                 *[""] * (len(models) - 2),
             ]
         )
-    footer = f"interleaved, {_machine(rep)}; process peak {_mb(rep['peak_rss_mb'])}"
+    footer = f"interleaved, {_machine(rep)}; process peak {_mb(rep['peak_rss_mb'])}{_warning(rep)}"
     return _emit("edgeshrink bench --compare", headers, rows, footer)

@@ -24,12 +24,15 @@ __all__ = [
     "CpuMeter",
     "DEFAULT_RUNS",
     "DEFAULT_WARMUP",
+    "CONTENDED_CORES",
 ]
 
 DEFAULT_RUNS = 100
 DEFAULT_WARMUP = 10
 _MIN_ROUNDS_IN_BUDGET = 3
 _MIN_WALL_FOR_OTHERS_S = 0.2
+# FIELD-NOTES "Measuring": repeat a timing if others used more than ~10 % of a core.
+CONTENDED_CORES = 0.1
 
 
 def _check_counts(warmup: int, runs: int | None, budget_s: float | None) -> None:
@@ -146,7 +149,12 @@ class CpuMeter:
         # /proc/stat counts 10 ms ticks: below ~0.2 s of wall time the figure is noise.
         if self._busy0 is not None and self._busy1 is not None and wall >= _MIN_WALL_FOR_OTHERS_S:
             others = max(0.0, (self._busy1 - self._busy0 - own) / wall)
-        return {"cpu_percent": 100.0 * own / wall, "others_cpu_cores": others, "wall_s": wall}
+        return {
+            "cpu_percent": 100.0 * own / wall,
+            "others_cpu_cores": others,
+            "contended": others is not None and others > CONTENDED_CORES,
+            "wall_s": wall,
+        }
 
 
 def _own_cpu_s() -> float:
