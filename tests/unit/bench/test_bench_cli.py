@@ -37,7 +37,7 @@ def test_report_fields(capsys, mlp_path, tmp_path):
     assert rep["peak_rss_mb"] >= rep["rss_before_load_mb"] > 0
     assert rep["options"]["threads"] == 1 and rep["options"]["warmup"] == 2
     assert rep["machine"]["cpu_count"] >= 1 and isinstance(rep["machine"]["cpu_flags"], list)
-    assert rep["versions"]["onnxruntime"]
+    assert rep["versions"]["onnxruntime"] and isinstance(rep["contended"], bool)
     assert json.loads(out.read_text())["model"]["sha256"] == m["sha256"]
 
 
