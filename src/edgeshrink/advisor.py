@@ -406,7 +406,7 @@ edgeshrink bench {artifact} --threads {threads} --json > bench-{device}.json
 
 Figures above marked "estimate" are roofline estimates from the device profile; a bench
 JSON measured on the device replaces them (`edgeshrink recommend RUN --device {device}
---bench {candidate}=bench-{device}.json`).
+--bench-json bench-{device}.json`).
 """
 
 

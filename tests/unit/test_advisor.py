@@ -195,12 +195,20 @@ def test_recommend_command_explains_and_exits_2_when_nothing_qualifies(tmp_path)
 
     run = study(**LENET)
     for c in run.all_candidates():
-        (tmp_path / c.artifact).write_bytes(b"x")
+        (tmp_path / c.artifact).write_bytes(c.name.encode())  # distinct files, distinct sha256
     save_run(run, tmp_path)
-    bench = tmp_path / "bench.json"
-    bench.write_text(json.dumps({"latency_ms": {"p50": 0.001}}))
+    from edgeshrink.bench.runner import SCHEMA
+    from edgeshrink.bench.session import sha256_file
+
+    int8 = run.get("int8")
+    bench = tmp_path / "bench.json"  # what `edgeshrink bench --json` writes, trimmed
+    bench.write_text(json.dumps({
+        "schema": SCHEMA, "options": {"threads": 4}, "machine": {},
+        "model": {"sha256": sha256_file(tmp_path / int8.artifact), "name": "int8.onnx"},
+        "latency_ms": {q: 0.001 for q in ("p50", "p90", "p99", "mean", "min", "max")},
+    }))
     main(["recommend", str(tmp_path), "--device", "rpi4", "--priority", "speed",
-          "--bench", f"int8={bench}"])
+          "--bench-json", str(bench)])
     stored = load_run(tmp_path).recommendation
     assert stored["candidate"] == "int8"
     assert stored["estimates"]["int8"]["latency_source"] == "bench.json"

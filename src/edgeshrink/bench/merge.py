@@ -137,3 +137,16 @@ def apply_device_bench(
         if cand.name in found:
             _apply(cand, found[cand.name])
     return run
+
+
+def device_latencies(run: RunRecord) -> dict[str, tuple[float, str]]:
+    """``{candidate: (p50 ms, bench file)}`` for the candidates a device bench covered.
+
+    The advisor takes this as ``measured``: those figures replace its estimates.
+    """
+    out = {}
+    for cand in run.all_candidates():
+        lat = cand.latency_ms or {}
+        if lat.get("source") not in (None, "measured") and "p50" in lat:
+            out[cand.name] = (float(lat["p50"]), str(lat["source"]))
+    return out

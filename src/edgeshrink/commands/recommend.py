@@ -2,33 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
-__all__ = ["register", "read_bench"]
-
-
-def read_bench(specs: list[str] | None) -> dict[str, tuple[float, str]]:
-    """``["int8=bench.json", ...]`` -> ``{"int8": (p50 ms, "bench.json")}``."""
-    from edgeshrink.errors import UserError
-
-    out = {}
-    for spec in specs or []:
-        name, sep, path = spec.partition("=")
-        if not sep or not Path(path).is_file():
-            raise UserError(f"--bench {spec!r}: write CANDIDATE=FILE.json with an existing "
-                            "file from `edgeshrink bench MODEL --json`.")
-        try:
-            data = json.loads(Path(path).read_text())
-            lat = data.get("latency_ms", data)
-            p50 = float(lat["p50"] if isinstance(lat, dict) else lat)
-        except (ValueError, KeyError, TypeError, AttributeError):
-            raise UserError(f"{path} has no latency_ms.p50: is it `edgeshrink bench --json` "
-                            "output?") from None
-        out[name] = (p50, Path(path).name)
-    return out
+__all__ = ["register", "print_recommendation"]
 
 
 def recommend(
@@ -40,9 +18,9 @@ def recommend(
     max_energy: str = typer.Option(None, help="Energy per inference, e.g. 2mJ, 500uJ."),
     priority: str = typer.Option(
         None, help="accuracy, size, speed or energy (default: the device profile's)."),
-    bench: list[str] = typer.Option(
-        None, metavar="CANDIDATE=FILE", help="Latency measured on the device with "
-        "`edgeshrink bench --json`: replaces that candidate's estimate."),
+    bench_json: list[Path] = typer.Option(
+        None, help="`edgeshrink bench --json` files measured on the device; matched to the "
+        "run's artifacts by sha256, their latencies replace the estimates (repeatable)."),
 ) -> None:
     """Pick the candidate that meets the constraints on DEVICE and is best on the priority.
 
@@ -56,7 +34,15 @@ def recommend(
 
     cons = Constraints.from_text(max_size=max_size, max_latency=max_latency, max_drop=max_drop,
                                  max_energy=max_energy)
-    rec = advise_run(run_dir, device, cons, priority, measured=read_bench(bench))
+    measured = None
+    if bench_json:
+        from edgeshrink.bench.merge import apply_device_bench, device_latencies
+        from edgeshrink.results import load_run, save_run
+
+        run = apply_device_bench(load_run(run_dir), list(bench_json), run_dir=run_dir)
+        save_run(run, run_dir)
+        measured = device_latencies(run)
+    rec = advise_run(run_dir, device, cons, priority, measured=measured)
     print_recommendation(rec, Console(), run_dir)
 
 

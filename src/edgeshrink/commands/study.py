@@ -82,17 +82,19 @@ def study(
 
         run = run_study(the_task, specs, out, resume=resume, threads=thread_counts,
                         on_progress=on_progress)
+    measured = None
     if bench_json:
-        from edgeshrink.bench.merge import apply_device_bench
+        from edgeshrink.bench.merge import apply_device_bench, device_latencies
 
         run = apply_device_bench(run, list(bench_json), run_dir=out)
         save_run(run, out)
+        measured = device_latencies(run)
     advice_error = None
     if device:
         from edgeshrink.advisor import advise_run
 
         try:
-            advise_run(out, device, constraints, priority)
+            advise_run(out, device, constraints, priority, measured=measured)
         except UserError as exc:  # nothing fits: still show what was measured, then exit 2
             advice_error = exc
         run = load_run(out)

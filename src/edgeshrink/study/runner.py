@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
 
 from edgeshrink.measure.artifact import (
@@ -20,8 +21,9 @@ from edgeshrink.measure.artifact import (
     file_sizes,
     latency_stats,
     onnx_outputs,
+    peak_memory_mb,
+    sha256,
 )
-from edgeshrink.measure.memory import peak_memory_mb
 from edgeshrink.measure.model_stats import count_macs, count_params, weight_sparsity
 from edgeshrink.results import CandidateRecord, RunRecord, pareto_front, save_run
 from edgeshrink.study.machine import machine_info
@@ -67,6 +69,8 @@ def measure_artifact(
         notes["top1_agreement_with_pytorch"] = round(100.0 * agree, 3)
     notes["max_abs_diff_vs_pytorch"] = float(np.max(np.abs(reference - outputs)))
     size, compressed = file_sizes(art.path)
+    notes["sha256"] = sha256(art.path)  # matches `edgeshrink bench --json` files from a device
+    notes["onnx_nodes"] = len(onnx.load(str(art.path), load_external_data=False).graph.node)
     example = tuple(t.numpy() for t in task.example_inputs())
     by_threads = {str(t): latency_stats(art.path, example, t, budget_s=budget_s) for t in threads}
     main = str(max(threads))
