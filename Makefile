@@ -31,6 +31,7 @@ peers: setup
 	$(BIN)/pip install -q '.[peers]' 'torch==2.13.0'
 
 bench: peers
+	$(BIN)/pytest -q -m slow
 	$(BIN)/python benchmarks/run.py
 
 clean:
