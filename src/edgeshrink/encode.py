@@ -2,7 +2,7 @@
 
 Each tensor is stored in whichever of these forms is smallest:
 
-* ``raw``: its bytes;
+* ``raw``: its bytes (FP32 values that FP16 represents exactly are stored as FP16);
 * ``codebook``: the distinct values once, then a canonical-Huffman code of every entry's
   index into them (what k-means weight sharing produces: 2^b distinct values);
 * ``sparse``: only the non-zeros, each with the gap to the previous one as a ``b``-bit
@@ -178,6 +178,10 @@ def _sparse_forms(flat: np.ndarray) -> Iterable[bytes]:
 
 def _encode_tensor(arr: np.ndarray) -> bytes:
     flat = np.ascontiguousarray(arr).reshape(-1)
+    # FP32 values that FP16 holds exactly (rounded codebooks, biases) are stored as FP16.
+    half = flat.dtype == np.float32 and np.array_equal(flat.astype(np.float16), flat)
+    if half:
+        flat = flat.astype(np.float16)
     forms = [struct.pack("<B", RAW) + flat.tobytes()]
     if flat.dtype.kind == "f" and flat.size:
         book = _codebook_block(flat)
@@ -185,7 +189,7 @@ def _encode_tensor(arr: np.ndarray) -> bytes:
             forms.append(struct.pack("<B", DENSE_CB) + book)
         if not flat.all():
             forms.extend(_sparse_forms(flat))
-    return min(forms, key=len)
+    return struct.pack("<B", int(half)) + min(forms, key=len)
 
 
 def _header(name: str, arr: np.ndarray) -> bytes:
@@ -217,6 +221,13 @@ def _read_codebook(buf: bytes, off: int, dtype: np.dtype) -> tuple[np.ndarray, i
 
 
 def _decode_tensor(buf: bytes, off: int, dtype: np.dtype, size: int) -> tuple[np.ndarray, int]:
+    if buf[off]:  # stored as FP16, exactly
+        flat, off = _decode_body(buf, off + 1, np.dtype(np.float16), size)
+        return flat.astype(dtype), off
+    return _decode_body(buf, off + 1, dtype, size)
+
+
+def _decode_body(buf: bytes, off: int, dtype: np.dtype, size: int) -> tuple[np.ndarray, int]:
     mode = buf[off]
     off += 1
     if mode == RAW:

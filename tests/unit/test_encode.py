@@ -59,6 +59,7 @@ def test_round_trip_exact_all_forms():
         "empty_gap": np.zeros((1000,), np.float32),
         "ints": np.arange(6, dtype=np.int64),
         "scalar": np.array(3.5, np.float32),
+        "fp16_exact": np.array([0.5, -1.25, 0, 0, 0, 0, 3.0], np.float32),
     }
     arrays["empty_gap"][999] = 1.0  # one long gap needs many filler entries
     got = decode(encode(arrays))
@@ -66,6 +67,12 @@ def test_round_trip_exact_all_forms():
     for name, arr in arrays.items():
         assert got[name].dtype == arr.dtype and got[name].shape == arr.shape, name
         assert np.array_equal(got[name], arr), name
+
+
+def test_fp16_exact_values_take_two_bytes():
+    v = np.linspace(-1, 1, 1000).astype(np.float16).astype(np.float32)
+    assert len(encode({"b": v})) < 1000 * 2 + 40
+    assert np.array_equal(decode(encode({"b": v}))["b"], v)
 
 
 def test_sizes_follow_sparsity_and_sharing():

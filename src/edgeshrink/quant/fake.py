@@ -132,7 +132,8 @@ def minmax_qparams(
 
 def _round_ste(x: torch.Tensor) -> torch.Tensor:
     # Straight-through estimator: round forward, identity backward (Bengio et al. 2013).
-    return x + (torch.round(x) - x).detach()
+    # Written as round(x) + (x - x) so the forward value is exactly round(x).
+    return torch.round(x).detach() + (x - x.detach())
 
 
 def fake_quantize(
@@ -157,7 +158,7 @@ def quantize_weight(w: torch.Tensor, spec: QuantSpec) -> torch.Tensor:
 
 def _grad_scale(x: torch.Tensor, g: float) -> torch.Tensor:
     # LSQ: forward x, backward g * grad (keeps the step's update in scale with the weights').
-    return x * g + (x - x * g).detach()
+    return (x * g - (x * g).detach()) + x.detach()
 
 
 def lsq_quantize(
