@@ -13,18 +13,26 @@ from torch import nn
 
 from edgeshrink.data import Dataset
 from edgeshrink.errors import UserError
+from edgeshrink.quant.advanced import AdvancedPtqConfig
+from edgeshrink.quant.candidates import study_candidates as simulated_study_candidates
 from edgeshrink.quant.int4 import Int4WeightOnlyConfig
+from edgeshrink.quant.lowbit import LowBitConfig
+from edgeshrink.quant.mixed import MixedConfig
+from edgeshrink.quant.nonuniform import KMeansConfig, Po2Config
 from edgeshrink.quant.ort import (
     DynamicInt8Config,
     Fp16Config,
     StaticInt8Config,
     study_candidates,
 )
+from edgeshrink.quant.qat import QatConfig
 from edgeshrink.task import Task
 from edgeshrink.transforms import HANDLERS, Artifact, TransformContext
 
 __all__ = ["quantize", "StaticInt8Config", "DynamicInt8Config", "Fp16Config",
-           "Int4WeightOnlyConfig", "study_candidates"]
+           "Int4WeightOnlyConfig", "study_candidates", "QatConfig", "LowBitConfig",
+           "KMeansConfig", "Po2Config", "MixedConfig", "AdvancedPtqConfig",
+           "simulated_study_candidates"]
 
 
 def quantize(
