@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,7 +70,9 @@ class TransformContext:
     on_step: Callable[[str], None] | None = None
 
     def artifact_path(self, suffix: str = ".onnx") -> Path:
-        return self.workdir / f"{self.name}{suffix}"
+        """``workdir/NAME.onnx`` with characters unsafe in file names replaced by ``_``."""
+        safe = re.sub(r"[^A-Za-z0-9._+-]", "_", self.name)
+        return self.workdir / f"{safe}{suffix}"
 
 
 def transform(config_cls: type[Config]):

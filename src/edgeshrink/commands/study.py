@@ -24,7 +24,8 @@ def _threads(text: str) -> tuple[int, ...]:
 def study(
     task: str = typer.Option("zoo:lenet5-mnist", help="zoo:NAME or path/to/file.py:function"),
     out: Path = typer.Option(Path("runs/demo"), help="Run folder for results.json and artifacts."),
-    plan: Path = typer.Option(None, help="YAML plan {name: [configs]}; default: the built-in plan."),
+    plan: str = typer.Option(
+        None, help="default, pruning, quantization, full, or a YAML file {name: [configs]}."),
     resume: bool = typer.Option(False, help="Keep finished candidates of a previous run in OUT."),
     threads: str = typer.Option("1,2", help="Thread counts to time at batch 1 (largest is primary)."),
     finetune_epochs: int = typer.Option(3, min=0, help="Epochs of retraining after pruning."),
@@ -46,7 +47,7 @@ def study(
     from edgeshrink.report.html import write_report
     from edgeshrink.report.terminal import print_summary
     from edgeshrink.results import load_run, save_run
-    from edgeshrink.study import default_plan, load_plan, run_study
+    from edgeshrink.study import resolve_plan, run_study
     from edgeshrink.study.runner import clean_run_dir
     from edgeshrink.task import load_task
 
@@ -62,11 +63,12 @@ def study(
     for path in bench_json or []:
         if not path.is_file():
             raise UserError(f"--bench-json {path} does not exist.")
-    specs = load_plan(plan) if plan else None
+    if plan and plan.endswith((".yaml", ".yml")):
+        resolve_plan(plan, None)  # a bad plan file fails before the model is loaded
     console = Console(stderr=True)
     with console.status(f"loading {task} (training it on first use)"):
         the_task = load_task(task)
-    specs = specs or default_plan(the_task, finetune_epochs=finetune_epochs)
+    specs = resolve_plan(plan, the_task, finetune_epochs=finetune_epochs)
     if not resume:
         clean_run_dir(out)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),

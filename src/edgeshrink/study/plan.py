@@ -22,7 +22,10 @@ import yaml
 from edgeshrink.config import Config, config_from_dict, config_to_dict
 from edgeshrink.errors import UserError
 
-__all__ = ["CandidateSpec", "default_plan", "load_plan", "family_of", "sparsity_kind_of"]
+__all__ = [
+    "CandidateSpec", "default_plan", "named_plan", "resolve_plan", "load_plan", "PLANS",
+    "family_of", "sparsity_kind_of",
+]
 
 
 @dataclass(frozen=True)
@@ -92,3 +95,55 @@ def load_plan(path: Path | str) -> list[CandidateSpec]:
             raise UserError(f"plan file {path}: candidate {name!r} must be a list of configs.")
         specs.append(CandidateSpec(str(name), tuple(config_from_dict(i) for i in items)))
     return specs
+
+
+def _pruning(task, epochs: int) -> list[CandidateSpec]:
+    from edgeshrink.prune import plans, structured
+
+    return (plans.study_candidates(task, finetune_epochs=epochs)
+            + structured.study_candidates(task, finetune_epochs=epochs))
+
+
+def _quantization(task, epochs: int) -> list[CandidateSpec]:
+    from edgeshrink.quant import simulated_study_candidates, study_candidates
+
+    return (study_candidates(task, finetune_epochs=epochs)
+            + simulated_study_candidates(task, epochs=max(1, epochs - 1)))
+
+
+def _full(task, epochs: int) -> list[CandidateSpec]:
+    return default_plan(task, finetune_epochs=epochs) + _pruning(task, epochs) + _quantization(
+        task, epochs)
+
+
+PLANS = {
+    "default": ("the basic techniques: unstructured 50/80/90 %, INT8 static/dynamic, FP16, "
+                "prune+INT8", lambda task, epochs: default_plan(task, finetune_epochs=epochs)),
+    "pruning": ("every pruning family: magnitude, random, Wanda, SparseGPT, 2:4, iterative, "
+                "gradual, structured channels (+INT8)", _pruning),
+    "quantization": ("every precision: INT8 by calibrator, dynamic, FP16, INT4, QAT, low-bit, "
+                     "binary/ternary, k-means, power-of-two, mixed, Deep Compression",
+                     _quantization),
+    "full": ("default + pruning + quantization", _full),
+}
+
+
+def named_plan(name: str, task, *, finetune_epochs: int = 3) -> list[CandidateSpec]:
+    """One of :data:`PLANS`, without duplicate names or recipes (the first one wins)."""
+    if name not in PLANS:
+        raise UserError(f"unknown plan {name!r}; give one of {', '.join(PLANS)} or a YAML file.")
+    specs, seen = [], set()
+    for spec in PLANS[name][1](task, finetune_epochs):
+        if spec.name not in seen and spec.recipe not in seen:
+            seen.update((spec.name, spec.recipe))
+            specs.append(spec)
+    return specs
+
+
+def resolve_plan(plan: str | None, task, *, finetune_epochs: int = 3) -> list[CandidateSpec]:
+    """``--plan``: a plan name, a YAML file, or None for the default plan."""
+    if plan is None or plan in PLANS:
+        return named_plan(plan or "default", task, finetune_epochs=finetune_epochs)
+    if not plan.endswith((".yaml", ".yml")) and not Path(plan).exists():
+        raise UserError(f"unknown plan {plan!r}; give one of {', '.join(PLANS)} or a YAML file.")
+    return load_plan(plan)
