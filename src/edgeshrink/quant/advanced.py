@@ -27,7 +27,13 @@ from torch import nn
 
 from edgeshrink.config import Config, check_choice, check_range, register_config
 from edgeshrink.data import Dataset
-from edgeshrink.quant.fake import QuantSpec, _grouped, minmax_qparams, quantizable_layers
+from edgeshrink.quant.fake import (
+    QuantSpec,
+    _grouped,
+    fold_batchnorm,
+    minmax_qparams,
+    quantizable_layers,
+)
 from edgeshrink.quant.lowbit import packed_bytes, simulated_artifact
 from edgeshrink.transforms import Artifact, TransformContext, transform
 
@@ -138,7 +144,8 @@ def _capture(model: nn.Module, name: str, data: Dataset, *, output: bool) -> tor
 
 def advanced_ptq(model: nn.Module, cfg: AdvancedPtqConfig, data: Dataset) -> nn.Module:
     """A copy of ``model`` with quantized weights, layer by layer in definition order."""
-    fp, qmodel = model.eval(), copy.deepcopy(model).eval()
+    fp = fold_batchnorm(copy.deepcopy(model).eval())
+    qmodel = copy.deepcopy(fp)
     spec = QuantSpec(cfg.bits, True, cfg.granularity)
     data = data.head(cfg.samples)
     for name, layer in quantizable_layers(qmodel).items():
@@ -158,9 +165,9 @@ def advanced_ptq(model: nn.Module, cfg: AdvancedPtqConfig, data: Dataset) -> nn.
 @transform(AdvancedPtqConfig)
 def _handle(cfg: AdvancedPtqConfig, model: nn.Module, ctx: TransformContext) -> Artifact:
     qmodel = advanced_ptq(model, cfg, ctx.task.calibration)
-    layers = quantizable_layers(model)
+    layers = quantizable_layers(qmodel)
     bits = {n: (cfg.bits, m.weight.shape[0] if cfg.granularity == "channel" else 1)
             for n, m in layers.items()}
     return simulated_artifact(qmodel, ctx, precision=f"int{cfg.bits}",
-                              size_encoded_bytes=packed_bytes(model, bits),
+                              size_encoded_bytes=packed_bytes(qmodel, bits),
                               notes={"method": cfg.method})

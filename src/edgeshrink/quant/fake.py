@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from collections.abc import Callable
@@ -47,6 +48,7 @@ __all__ = [
     "wrap_layers",
     "unwrap",
     "layer_filter",
+    "fold_batchnorm",
 ]
 
 LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -246,6 +248,19 @@ class QuantWrap(nn.Module):
         if isinstance(layer, nn.Linear):
             return F.linear(x, w, layer.bias)
         return layer._conv_forward(x, w, layer.bias)
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """Conv+BatchNorm pairs fused (eval statistics) with torch.fx; unchanged if none or if
+    the model cannot be traced."""
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return model
+    from torch.fx.experimental.optimization import fuse
+
+    try:
+        return fuse(copy.deepcopy(model).eval())
+    except Exception:  # untraceable control flow: QAT still runs, BN stays FP32
+        return model
 
 
 def layer_filter(exclude: tuple[str, ...] = ()) -> Callable[[str, nn.Module], bool]:

@@ -32,6 +32,7 @@ from edgeshrink.config import Config, check_choice, check_range, register_config
 from edgeshrink.quant.fake import (
     QuantSpec,
     QuantWrap,
+    fold_batchnorm,
     layer_filter,
     quantizable_layers,
     quantize_weight,
@@ -159,8 +160,9 @@ def _n_scales(layer: nn.Module, scheme: str, spec: QuantSpec) -> int:
 
 
 def lowbit_model(model: nn.Module, cfg: LowBitConfig) -> tuple[nn.Module, dict]:
-    """Wrap every Conv/Linear of a copy of ``model``; returns it and ``{layer: (bits, scales)}``."""
-    model = copy.deepcopy(model)
+    """Wrap every Conv/Linear of a copy of ``model`` (BatchNorm folded first, as deployment
+    does); returns it and ``{layer: (bits, scales)}``."""
+    model = fold_batchnorm(copy.deepcopy(model).eval())
     ends = end_layers(model) if cfg.ends_bits else ()
     spec = QuantSpec(cfg.bits, True, cfg.granularity, cfg.group_size)
     bits: dict[str, tuple[int, int]] = {}
@@ -231,7 +233,8 @@ def _handle(cfg: LowBitConfig, model: nn.Module, ctx: TransformContext) -> Artif
     wrapped = retrain(wrapped, ctx, epochs=cfg.epochs, lr=cfg.lr)
     precision = cfg.scheme if cfg.scheme != "uniform" else f"int{cfg.bits}"
     return simulated_artifact(
-        wrapped, ctx, precision=precision, size_encoded_bytes=packed_bytes(model, bits),
+        wrapped, ctx, precision=precision,
+        size_encoded_bytes=packed_bytes(unwrap(copy.deepcopy(wrapped)), bits),
         notes={"scheme": cfg.scheme, "granularity": cfg.granularity,
                "layer_bits": {k: v[0] for k, v in bits.items()}},
     )

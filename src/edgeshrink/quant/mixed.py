@@ -28,6 +28,7 @@ from edgeshrink.data import Dataset
 from edgeshrink.quant.fake import (
     QuantSpec,
     QuantWrap,
+    fold_batchnorm,
     quantizable_layers,
     quantize_weight,
     wrap_layers,
@@ -132,6 +133,7 @@ def plan_bits(sens: dict, *, low: int = 4, high: int = 8, max_layer_drop: float 
 @transform(MixedConfig)
 def _handle(cfg: MixedConfig, model: nn.Module, ctx: TransformContext) -> Artifact:
     task = ctx.task
+    model = fold_batchnorm(model.eval())  # what deployment quantizes
     levels = tuple(cfg.levels) if cfg.low in cfg.levels else (*cfg.levels, cfg.low)
     sens = layer_sensitivity(model, task.calibration, task.metric, levels)
     plan = plan_bits(sens, low=cfg.low, high=cfg.high, max_layer_drop=cfg.max_layer_drop,

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from edgeshrink.config import Config, check_range, register_config
-from edgeshrink.quant.fake import QuantWrap, layer_filter, wrap_layers
+from edgeshrink.quant.fake import QuantWrap, fold_batchnorm, layer_filter, wrap_layers
 from edgeshrink.quant.lowbit import (
     WeightFn,
     packed_bytes,
@@ -188,6 +188,7 @@ def _handle_kmeans(cfg: KMeansConfig, model: nn.Module, ctx: TransformContext) -
 
 @transform(Po2Config)
 def _handle_po2(cfg: Po2Config, model: nn.Module, ctx: TransformContext) -> Artifact:
+    model = fold_batchnorm(copy.deepcopy(model).eval())
     wrapped, bits = copy.deepcopy(model), {}
 
     def make(name: str, layer: nn.Module) -> QuantWrap:
@@ -202,15 +203,15 @@ def _handle_po2(cfg: Po2Config, model: nn.Module, ctx: TransformContext) -> Arti
 
 
 def deep_compression_recipe(
-    sparsity: float = 0.95,
+    sparsity: float = 0.94,
     *,
-    schedule: tuple[float, ...] = (0.8, 0.9),
-    prune_epochs: int = 3,
-    bits: int = 4,
+    schedule: tuple[float, ...] = (0.6, 0.8, 0.9),
+    prune_epochs: int = 5,
+    bits: int = 5,
     conv_bits: int = 5,
     kmeans_epochs: int = 2,
     lr: float = 1e-3,
-    distill: float = 0.5,
+    distill: float = 0.0,
 ) -> tuple[Config, ...]:
     """Han et al. 2016 as one recipe: iterative magnitude pruning with retraining (through
     ``schedule`` to ``sparsity``), k-means sharing with retrained centroids, entropy-coded

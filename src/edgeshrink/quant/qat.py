@@ -29,11 +29,18 @@ from torch import nn
 
 from edgeshrink.config import Config, check_range, register_config
 from edgeshrink.data import Dataset
-from edgeshrink.quant.fake import LsqQuantizer, QuantWrap, layer_filter, unwrap, wrap_layers
+from edgeshrink.quant.fake import (
+    LsqQuantizer,
+    QuantWrap,
+    fold_batchnorm,
+    layer_filter,
+    unwrap,
+    wrap_layers,
+)
 from edgeshrink.quant.lowbit import packed_bytes, retrain, simulated_artifact
 from edgeshrink.transforms import Artifact, TransformContext, transform
 
-__all__ = ["QatConfig", "prepare_qat", "fold_batchnorm", "export_qdq", "QdqMismatch"]
+__all__ = ["QatConfig", "prepare_qat", "export_qdq", "QdqMismatch"]
 
 
 @register_config
@@ -74,19 +81,6 @@ class QatConfig(Config):
 
 class QdqMismatch(RuntimeError):
     """The QDQ file does not compute what the fake-quant model computes."""
-
-
-def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """Conv+BatchNorm pairs fused (eval statistics) with torch.fx; unchanged if none or if
-    the model cannot be traced."""
-    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
-        return model
-    from torch.fx.experimental.optimization import fuse
-
-    try:
-        return fuse(copy.deepcopy(model).eval())
-    except Exception:  # untraceable control flow: QAT still runs, BN stays FP32
-        return model
 
 
 def prepare_qat(model: nn.Module, cfg: QatConfig, calibration: Dataset | None) -> nn.Module:

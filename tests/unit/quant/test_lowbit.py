@@ -56,6 +56,6 @@ def test_simulated_artifact(tiny, tmp_path, cfg, bits):
               and p.dim() > 1)
     fp32 = sum(p.numel() for p in tiny.model.state_dict().values()) * 4
     assert art.size_encoded_bytes < fp32 - n_w * (32 - bits) / 8 + 4 * 50
-    w = art.model.classifier[3].weight
+    w = art.model.get_submodule("classifier.3").weight
     assert len(torch.unique(w[0])) <= 2 ** bits
     assert accuracy(tiny, art) >= (80 if bits == 4 else 40)

@@ -68,7 +68,7 @@ def test_deep_compression_recipe_is_small(tiny, tmp_path):
 def test_po2_artifact(tiny, tmp_path):
     art = apply_recipe([Po2Config(bits=4)], ctx_for(tiny, tmp_path))
     assert art.runtime == "simulated"
-    w = art.model.classifier[1].weight
+    w = art.model.get_submodule("classifier.1").weight
     ratio = w.abs() / w.abs().amax(1, keepdim=True)
     nz = ratio[ratio > 0]
     assert torch.allclose(torch.log2(nz), torch.round(torch.log2(nz)))

@@ -10,8 +10,8 @@ from _tiny import accuracy, ctx_for
 
 from edgeshrink.errors import UserError
 from edgeshrink.measure.artifact import onnx_outputs
-from edgeshrink.quant.fake import QuantWrap
-from edgeshrink.quant.qat import QatConfig, fold_batchnorm
+from edgeshrink.quant.fake import QuantWrap, fold_batchnorm
+from edgeshrink.quant.qat import QatConfig
 from edgeshrink.transforms import apply_recipe
 
 
