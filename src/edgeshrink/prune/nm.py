@@ -30,6 +30,7 @@ from edgeshrink.transforms import transform
 __all__ = [
     "NMConfig",
     "HARDWARE_SUPPORT",
+    "ACCELERATES_KEY",
     "nm_mask",
     "to_groups",
     "from_groups",
@@ -47,8 +48,9 @@ HARDWARE_SUPPORT = (
     "dense: the zeros then shrink only the compressed storage, not the latency."
 )
 
-#: Device-profile fields that must be true for the speed-up to apply.
-ACCELERATED_ON = ("sparse_2_4",)
+#: Key of a device profile's ``accelerates`` mapping that says whether 2:4 runs faster there
+#: (``nvidia-a100.yaml``: ``accelerates: {"2:4": true, ...}``).
+ACCELERATES_KEY = "2:4"
 
 
 @register_config

@@ -77,7 +77,7 @@ class _OneShotConfig(Config):
     sparsity_kind = _PatternKind()  # type: ignore[assignment]
     sparsity: float = 0.5
     pattern: str = "unstructured"
-    samples: int = 256
+    samples: int = 512
     batch_size: int = 128
     exclude: tuple[str, ...] = ()
 

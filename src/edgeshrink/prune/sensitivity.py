@@ -92,13 +92,26 @@ def layer_sizes(model: nn.Module, exclude: tuple[str, ...] = ()) -> dict[str, in
     return {n: w.numel() for n, w in select_weights(model, exclude).items()}
 
 
-def _evaluate(model: nn.Module, task, data: Dataset, batch_size: int = 256) -> float:
+def _outputs(model: nn.Module, data: Dataset, batch_size: int = 256) -> np.ndarray:
     outs = []
     with torch.no_grad():
         for xs, _ in data.batches(batch_size):
             out = model(*xs)
             outs.append((out[0] if isinstance(out, tuple | list) else out).numpy())
-    return task.metric(np.concatenate(outs), data.targets)
+    return np.concatenate(outs).astype(np.float64)
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def _divergence(ref: np.ndarray, out: np.ndarray) -> float:
+    """KL(dense || pruned) of softmax outputs for classifiers, else relative squared error."""
+    if ref.ndim == 2 and ref.shape[1] > 1:
+        lp, lq = _log_softmax(ref), _log_softmax(out)
+        return float(np.mean(np.sum(np.exp(lp) * (lp - lq), axis=1)))
+    return float(np.sum((ref - out) ** 2) / max(np.sum(ref**2), 1e-30))
 
 
 def scan(
@@ -109,21 +122,25 @@ def scan(
     data = data if data is not None else task.calibration
     model = copy.deepcopy(model).eval()
     weights = select_weights(model, exclude)
-    base = _evaluate(model, task, data)
-    layers = {}
+    ref = _outputs(model, data)
+    base = task.metric(ref, data.targets)
+    layers, divergence = {}, {}
     for name, w in weights.items():
         original = w.detach().clone()
-        row = []
+        row, div = [], []
         for level in levels:
             with torch.no_grad():
                 w.copy_(original * magnitude_mask(original.abs(), level))
-            row.append(base if level == 0.0 else _evaluate(model, task, data))
+            out = ref if level == 0.0 else _outputs(model, data)
+            row.append(base if level == 0.0 else task.metric(out, data.targets))
+            div.append(_divergence(ref, out))
         with torch.no_grad():
             w.copy_(original)
-        layers[name] = row
+        layers[name], divergence[name] = row, div
     split = split or ("calibration" if data is task.calibration else "custom")
     return {"sparsity": {"levels": list(levels), "layers": layers, "metric": task.metric.name,
-                         "higher_is_better": task.metric.higher_is_better, "split": split}}
+                         "higher_is_better": task.metric.higher_is_better, "split": split,
+                         "divergence": divergence}}
 
 
 def _drops(values: list[float], higher_is_better: bool) -> np.ndarray:
@@ -132,15 +149,26 @@ def _drops(values: list[float], higher_is_better: bool) -> np.ndarray:
     return np.maximum.accumulate(np.maximum(drop, 0.0))  # more pruning never predicted to help
 
 
-def allocate(table: dict, sizes: dict[str, int], target: float) -> dict[str, float]:
+def allocate(
+    table: dict, sizes: dict[str, int], target: float, *, by: str = "divergence"
+) -> dict[str, float]:
     """Per-layer sparsities with ``sum(s_l * n_l) == target * sum(n_l)``, minimising the
-    predicted total drop (greedy on drop per weight removed, last step interpolated)."""
+    predicted total damage (greedy on damage per weight removed, last step interpolated).
+
+    ``by="divergence"`` (when the scan has it) predicts damage by the output divergence
+    from the dense model, which is smooth and adds up across layers for small changes;
+    ``by="metric"`` uses the metric's drop, which saturates and is noisy on small sets.
+    """
     check_range("target sparsity", target, 0.0, 1.0, high_open=True)
+    check_choice("allocate.by", by, ("divergence", "metric"))
     scan_ = table["sparsity"]
     levels = np.asarray(scan_["levels"], dtype=float)
-    higher = scan_.get("higher_is_better", True)
     names = [n for n in sizes if n in scan_["layers"]]
-    drops = {n: _drops(scan_["layers"][n], higher) for n in names}
+    if by == "divergence" and "divergence" in scan_:
+        drops = {n: _drops(scan_["divergence"][n], False) for n in names}
+    else:
+        higher = scan_.get("higher_is_better", True)
+        drops = {n: _drops(scan_["layers"][n], higher) for n in names}
     need = target * sum(sizes[n] for n in names)
     if need > levels.max() * sum(sizes[n] for n in names) + 1e-9:
         raise UserError(f"target sparsity {target} is above the largest scanned level.")

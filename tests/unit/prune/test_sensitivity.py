@@ -54,7 +54,18 @@ def test_scan_schema_and_values():
     assert all(row[0] == base for row in s["layers"].values())
     assert all(len(row) == 3 for row in s["layers"].values())
     assert min(row[2] for row in s["layers"].values()) < base  # pruning 95 % of a layer hurts
+    div = s["divergence"]
+    assert all(row[0] == 0.0 for row in div.values())
+    assert all(row[2] > row[1] > 0 for row in div.values())  # more pruning, further from dense
     assert weight_sparsity(t.model) == 0.0  # the scan leaves the model untouched
+
+
+def test_allocation_prefers_the_divergence_when_the_scan_has_it():
+    table = _table({"a": [90.0, 90.0, 90.0], "b": [90.0, 90.0, 90.0]})
+    table["sparsity"]["divergence"] = {"a": [0.0, 0.5, 2.0], "b": [0.0, 0.01, 0.02]}
+    sizes = {"a": 100, "b": 100}
+    assert allocate(table, sizes, 0.45) == pytest.approx({"a": 0.0, "b": 0.9})
+    assert allocate(table, sizes, 0.45, by="metric")["a"] == pytest.approx(0.9)  # ties: first
 
 
 def test_sensitivity_transform_reaches_the_global_target():
