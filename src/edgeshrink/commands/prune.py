@@ -15,39 +15,14 @@ from pathlib import Path
 
 import typer
 
+from edgeshrink.commands._recipe import family_kinds, parse_sets
+
 __all__ = ["register"]
-
-
-def _parse_sets(items: list[str], cls) -> dict:
-    """``key=value`` strings into field values: text for str fields, YAML for the rest."""
-    import yaml
-
-    from edgeshrink.errors import UserError
-
-    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
-    out = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise UserError(f"--set expects key=value, got {item!r}.")
-        if isinstance(defaults.get(key), str):
-            out[key] = text  # keep 2:4 a string (YAML 1.1 reads it as 124)
-            continue
-        try:
-            out[key] = yaml.safe_load(text) if text.strip() else ""
-        except yaml.YAMLError:
-            raise UserError(f"--set {key}: cannot read {text!r} as a value.") from None
-    return out
 
 
 def pruning_kinds() -> list[str]:
     """Kinds of every registered config of the pruning family."""
-    from edgeshrink.config import CONFIGS
-    from edgeshrink.transforms import load_handlers
-
-    load_handlers()
-    return sorted(k for k, c in CONFIGS.items() if c.family == "pruning")
+    return family_kinds("pruning")
 
 
 def build_recipe(method: str | None, sparsity: float | None, sets: list[str],
@@ -75,9 +50,10 @@ def build_recipe(method: str | None, sparsity: float | None, sets: list[str],
         if method not in kinds:
             raise UserError(f"unknown pruning method {method!r}; choose one of {', '.join(kinds)}.")
         fields = {f.name for f in dataclasses.fields(CONFIGS[method])}
-        data = {"kind": method, **_parse_sets(sets, CONFIGS[method])}
+        data = {"kind": method, **parse_sets(sets, CONFIGS[method])}
         if sparsity is not None:
-            key = next((k for k in ("sparsity", "final") if k in fields), None)
+            # the field that means "fraction removed": structured pruning calls it ratio
+            key = next((k for k in ("sparsity", "final", "ratio") if k in fields), None)
             if key is None:
                 raise UserError(f"{method} has no sparsity setting; use --set with one of "
                                 f"{', '.join(sorted(fields))}.")
@@ -109,7 +85,8 @@ def prune(
     task: str = typer.Option("zoo:lenet5-mnist", help="zoo:NAME or path/to/file.py:function"),
     method: str = typer.Option(None, help="Pruning kind, e.g. unstructured, nm, wanda, "
                                "sparsegpt, iterative, gradual, sensitivity, structured."),
-    sparsity: float = typer.Option(None, help="Target sparsity in [0, 1)."),
+    sparsity: float = typer.Option(None, help="Fraction removed, in [0, 1) (weights; channels "
+                                   "for structured)."),
     set_: list[str] = typer.Option([], "--set", help="Config field as key=value (repeatable)."),
     finetune_epochs: int = typer.Option(0, min=0, help="Epochs of retraining after pruning."),
     distill: float = typer.Option(0.0, help="Distillation weight of that retraining (0..1)."),
