@@ -77,3 +77,17 @@ def test_prune_from_a_recipe(capsys, tmp_path):
     main(["prune", "--task", _task_spec(tmp_path), "--recipe", str(recipe), "--out", str(out)])
     assert "wanda" in capsys.readouterr().out
     assert out.is_file() and out.with_suffix(".pt").is_file()
+
+
+def test_every_pruning_kind_is_reachable_and_sparsity_maps_to_its_field():
+    from edgeshrink.commands.prune import build_recipe, pruning_kinds
+
+    kinds = pruning_kinds()
+    assert {"unstructured", "nm", "wanda", "sparsegpt", "iterative", "gradual",
+            "sensitivity"} <= set(kinds)
+    for kind in kinds:
+        (cfg,) = build_recipe(kind, None, [], 0, 0.0, None)
+        assert cfg.kind == kind and cfg.family == "pruning"
+    assert build_recipe("gradual", 0.7, [], 0, 0.0, None)[0].final == 0.7
+    wanda, ft = build_recipe("wanda", 0.6, ["pattern=2:4"], 2, 0.5, None)
+    assert (wanda.pattern, wanda.sparsity, ft.epochs, ft.distill) == ("2:4", 0.6, 2, 0.5)
