@@ -144,3 +144,19 @@ def test_model_stats():
     assert macs == 8 * 9 * 64 + 512 * 64 + 64 * 10
     assert count_params(model) == sum(p.numel() for p in model.parameters())
     assert act > 0
+
+
+def test_encoded_size_of_a_pruned_file_beats_deflate_and_decodes_exactly(tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    from edgeshrink.encode import decode, encode
+    from edgeshrink.measure.artifact import encoded_file_size
+
+    model = prune(tiny_model(), UnstructuredConfig(sparsity=0.9))
+    path = export_onnx(model, (torch.zeros(1, 1, 8, 8),), tmp_path / "p.onnx")
+    raw, deflated = file_sizes(path)
+    assert encoded_file_size(path) < deflated < raw
+    arrays = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
+    back = decode(encode(arrays))
+    assert all(np.array_equal(back[k], v) for k, v in arrays.items())

@@ -12,7 +12,7 @@ from edgeshrink.data import Dataset
 from edgeshrink.export import ort_session, run_onnx
 
 __all__ = [
-    "file_sizes", "onnx_outputs", "evaluate_outputs", "latency_stats", "peak_memory_mb", "sha256",
+    "file_sizes", "encoded_file_size", "onnx_outputs", "evaluate_outputs", "latency_stats", "peak_memory_mb", "sha256",
 ]
 
 
@@ -26,6 +26,24 @@ def file_sizes(path: Path | str) -> tuple[int, int]:
     """(bytes on disk, bytes after deflate at level 9): zeros from pruning pay off in the latter."""
     data = Path(path).read_bytes()
     return len(data), len(zlib.compress(data, 9))
+
+
+def encoded_file_size(path: Path | str) -> int:
+    """Bytes of the file with its weights in the sparse/entropy-coded storage form.
+
+    The graph is kept as it is; every initializer is replaced by its encoding from
+    :mod:`edgeshrink.encode` (which decodes back exactly), so this is what a device would
+    store and expand into the dense file at load.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    from edgeshrink.encode import encoded_size
+
+    model = onnx.load(str(path))
+    arrays = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    raw = sum(a.nbytes for a in arrays.values())
+    return Path(path).stat().st_size - raw + encoded_size(arrays)
 
 
 def onnx_outputs(path: Path | str, data: Dataset, *, batch_size: int = 128, threads: int = 2):

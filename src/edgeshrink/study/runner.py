@@ -17,6 +17,7 @@ import onnx
 import torch
 
 from edgeshrink.measure.artifact import (
+    encoded_file_size,
     evaluate_outputs,
     file_sizes,
     latency_stats,
@@ -75,6 +76,10 @@ def measure_artifact(
     by_threads = {str(t): latency_stats(art.path, example, t, budget_s=budget_s) for t in threads}
     main = str(max(threads))
     macs, act = count_macs(art.model, task.example_inputs())
+    sparsity = weight_sparsity(art.model)
+    encoded = art.size_encoded_bytes
+    if encoded is None and sparsity > 0.01:  # zeros only pay off in a sparse storage form
+        encoded = encoded_file_size(art.path)
     return CandidateRecord(
         name=spec.name,
         recipe=spec.recipe_dicts(),
@@ -84,14 +89,14 @@ def measure_artifact(
         metric_drop=0.0 if baseline_value is None else task.metric.drop(baseline_value, value),
         size_bytes=size,
         size_compressed_bytes=compressed,
-        size_encoded_bytes=art.size_encoded_bytes,
+        size_encoded_bytes=encoded,
         latency_ms={**by_threads[main], "threads": int(main), "batch": 1,
                     "by_threads": by_threads, "source": "measured"},
         peak_memory_mb=peak_memory_mb(art.path, example, threads=max(threads)),
         params=count_params(art.model),
         macs=macs,
         activation_elems=act,
-        sparsity=weight_sparsity(art.model),
+        sparsity=sparsity,
         sparsity_kind=sparsity_kind_of(spec.recipe),
         precision=art.precision,
         runtime=art.runtime,
