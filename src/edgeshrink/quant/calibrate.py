@@ -289,17 +289,62 @@ def _float_tensors(model) -> list[str]:
     return names + [o for o in produced if o in floats and o not in inits]
 
 
+MAX_VALUES = 1 << 18  # values kept per tensor for the histogram (min/max use all of them)
+_CACHE: dict[tuple, dict[str, TensorStats]] = {}
+_CACHE_SIZE = 8
+
+
+def _digest(path: Path | str, batches: list, bins: int, max_values: int) -> tuple:
+    """Cache key: the model file's sha256, the calibration data's sha1, the settings."""
+    import hashlib
+
+    data = hashlib.sha1()
+    for batch in batches:
+        for a in batch:
+            a = np.ascontiguousarray(a)
+            data.update(f"{a.dtype}{a.shape}".encode())
+            data.update(a.data)
+    model = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return model, data.hexdigest(), bins, max_values
+
+
+def _subsample(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """At most ``k`` values of ``x``, drawn uniformly (with replacement, which is cheap)."""
+    flat = x.reshape(-1)
+    if flat.size <= k:
+        return flat.astype(np.float32, copy=True)
+    return flat[rng.integers(0, flat.size, k)].astype(np.float32)
+
+
 def collect_stats(
     onnx_path: Path | str,
     batches: Iterable[tuple[np.ndarray, ...]] | list,
     *,
     bins: int = DEFAULT_BINS,
+    max_values: int = MAX_VALUES,
 ) -> dict[str, TensorStats]:
-    """Run the FP32 model over ``batches`` twice (extremes, then histograms) in ONNX Runtime
-    and return a :class:`TensorStats` per float activation tensor."""
+    """Run the FP32 model over ``batches`` once in ONNX Runtime and return a
+    :class:`TensorStats` per float activation tensor.
+
+    The extremes are exact (every value); the histogram is built from at most
+    ``max_values`` values per tensor drawn uniformly at random (seeded), which keeps a
+    MobileNetV2 calibration to seconds (a 2048-bin histogram of 262k draws estimates a
+    99.99th percentile to within a few bins). Results are cached within the process by
+    the model file's sha256 and the data's digest, so the calibrators of one study share
+    one collection. Returned stats are shared: treat them as read-only.
+    """
+    batches = list(batches)
+    key = _digest(onnx_path, batches, bins, max_values)
+    if key not in _CACHE:
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = _collect(onnx_path, batches, bins, max_values)
+    return _CACHE[key]
+
+
+def _collect(onnx_path, batches: list, bins: int, max_values: int) -> dict[str, TensorStats]:
     import onnx
 
-    batches = list(batches)
     model = onnx.load(str(onnx_path))
     names = _float_tensors(model)
     outputs = {o.name for o in model.graph.output}
@@ -308,22 +353,27 @@ def collect_stats(
             model.graph.output.append(onnx.ValueInfoProto(name=name))
     sess = ort_session_from_bytes(model.SerializeToString())
     inputs = [i.name for i in sess.get_inputs()]
-
-    def run(batch):
-        return dict(zip(names, sess.run(names, dict(zip(inputs, batch, strict=True))), strict=True))
-
+    rng = np.random.default_rng(0)
+    per_batch = -(-max_values // max(len(batches), 1))
     lo = dict.fromkeys(names, np.inf)
     hi = dict.fromkeys(names, -np.inf)
+    kept: dict[str, list[np.ndarray]] = {n: [] for n in names}
     for batch in batches:
-        for name, value in run(batch).items():
+        values = sess.run(names, dict(zip(inputs, batch, strict=True)))
+        for name, value in zip(names, values, strict=True):
+            if value.size == 0:
+                continue
             lo[name] = min(lo[name], float(value.min()))
             hi[name] = max(hi[name], float(value.max()))
-    stats = {n: TensorStats.empty(lo[n], hi[n], bins) for n in names}
+            kept[name].append(_subsample(value, per_batch, rng))
+    stats = {}
     for n in names:
-        stats[n].lo, stats[n].hi = lo[n], hi[n]
-    for batch in batches:
-        for name, value in run(batch).items():
-            stats[name].add(value)
+        if not kept[n]:
+            continue
+        s = TensorStats.empty(lo[n], hi[n], bins)
+        s.lo, s.hi = lo[n], hi[n]
+        s.add(np.concatenate(kept[n]))
+        stats[n] = s
     return stats
 
 
