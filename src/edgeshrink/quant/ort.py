@@ -8,8 +8,11 @@ faster than FP32, while its default int8 activations (S8S8) run no faster.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
+import re
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,12 +23,12 @@ from torch import nn
 from edgeshrink.config import Config, check_choice, check_range, register_config
 from edgeshrink.data import Dataset
 from edgeshrink.errors import UserError
-from edgeshrink.export import export_onnx, save_onnx
+from edgeshrink.export import OPSET, export_onnx, save_onnx
 from edgeshrink.quant.calibrate import CALIBRATORS, calibrate_range, collect_stats
 from edgeshrink.transforms import Artifact, TransformContext, transform
 
 __all__ = ["StaticInt8Config", "DynamicInt8Config", "Fp16Config", "study_candidates",
-           "matmul_dominated"]
+           "matmul_dominated", "module_name", "excluded_nodes"]
 
 
 @register_config
@@ -43,9 +46,12 @@ class StaticInt8Config(Config):
         activations: ``uint8`` (the fast U8S8 path on x86) or ``int8`` (S8S8).
         symmetric_activations: zero point in the middle of the grid (else asymmetric).
         calibration_samples: how many calibration samples to use at most.
+        exclude: regexes (``re.search``) on ONNX node names or PyTorch module names
+            (``features.0.0``, ``classifier.1``) of layers kept in FP32: the
+            mixed-precision answer for the few most sensitive layers.
 
     Example:
-        >>> cfg = StaticInt8Config(calibrator="entropy", per_channel=True)
+        >>> cfg = StaticInt8Config(calibrator="entropy", exclude=("^features\\.0\\.",))
     """
 
     kind = "int8_static"
@@ -57,8 +63,10 @@ class StaticInt8Config(Config):
     activations: str = "uint8"
     symmetric_activations: bool = False
     calibration_samples: int = 256
+    exclude: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        check_patterns(self.exclude)
         check_choice("calibrator", self.calibrator, CALIBRATORS)
         check_range("percentile", self.percentile, 90.0, 100.0)
         check_choice("activations", self.activations, ("uint8", "int8"))
@@ -74,6 +82,11 @@ class DynamicInt8Config(Config):
         per_channel: per-output-channel weight scales.
         ops: ONNX op types to quantize (MatMul/Gemm by default; Conv dynamic
             quantization becomes ConvInteger, which ORT runs slowly).
+        exclude: regexes on node or module names of layers kept in FP32 (as in
+            :class:`StaticInt8Config`).
+
+    Example:
+        >>> cfg = DynamicInt8Config(exclude=("attention.output.dense",))
     """
 
     kind = "int8_dynamic"
@@ -81,6 +94,10 @@ class DynamicInt8Config(Config):
     family = "quantization"
     per_channel: bool = True
     ops: tuple[str, ...] = ("MatMul", "Gemm")
+    exclude: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_patterns(self.exclude)
 
 
 @register_config
@@ -93,16 +110,79 @@ class Fp16Config(Config):
     family = "quantization"
 
 
+def check_patterns(patterns: tuple[str, ...]) -> None:
+    """Every ``exclude`` entry must be a valid regular expression."""
+    for pat in patterns:
+        try:
+            re.compile(pat)
+        except (re.error, TypeError) as exc:
+            raise UserError(f"exclude pattern {pat!r} is not a valid regex ({exc}).") from None
+
+
 def _fp32_export(model: nn.Module, ctx: TransformContext, workdir: Path) -> Path:
-    path = export_onnx(
-        model, ctx.task.example_inputs(), workdir / "fp32.onnx",
-        input_names=ctx.task.input_names, dynamic_axes=ctx.task.dynamic_axes,
-    )
+    """FP32 ONNX with the exporter's scoped node names kept (``/features/features.0/Conv``),
+    so that ``exclude`` can name layers; the shipped file is compacted after quantizing."""
+    import torch
+
+    from edgeshrink.export import _verify
+
+    model = copy.deepcopy(model).eval()
+    names = tuple(ctx.task.input_names)
+    axes = {name: {0: "batch"} for name in names}
+    for name, extra in (ctx.task.dynamic_axes or {}).items():
+        axes.setdefault(name, {}).update(extra)
+    axes["output"] = {0: "batch"}
+    path = workdir / "fp32.onnx"
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, ctx.task.example_inputs(), str(path), input_names=list(names),
+                          output_names=["output"], dynamic_axes=axes, opset_version=OPSET,
+                          dynamo=False)  # fmt: skip
+    _verify(model, ctx.task.example_inputs(), path, 1e-4)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     pre = workdir / "pre.onnx"
     quant_pre_process(str(path), str(pre), skip_symbolic_shape=True)
     return pre
+
+
+def module_name(node_name: str) -> str:
+    """The PyTorch module a TorchScript-exported node came from.
+
+    ``/features/features.1/conv/conv.0/conv.0.0/Conv`` -> ``features.1.conv.0.0``: each
+    scope is a child's name, and a Sequential's child repeats its parent (``conv.0``).
+
+    Example:
+        >>> module_name("/classifier/classifier.1/Gemm")
+        'classifier.1'
+    """
+    parts = [p for p in node_name.split("/") if p][:-1]
+    name, prev = "", ""
+    for part in parts:
+        if prev and part.startswith(prev + "."):
+            name = name[: len(name) - len(prev)] + part
+        else:
+            name = f"{name}.{part}" if name else part
+        prev = part
+    return name or node_name
+
+
+def excluded_nodes(path: Path, patterns: tuple[str, ...]) -> list[str]:
+    """Names of the nodes in ``path`` whose node name or module name matches a pattern
+    (``re.search``); a pattern that matches nothing is a user error."""
+    if not patterns:
+        return []
+    nodes = [n.name for n in onnx.load(str(path)).graph.node]
+    out = []
+    for pat in patterns:
+        rx = re.compile(pat)
+        hit = [n for n in nodes if rx.search(n) or rx.search(module_name(n))]
+        if not hit:
+            mods = sorted({module_name(n) for n in nodes})[:8]
+            raise UserError(f"exclude pattern {pat!r} matches no layer; layers look like "
+                            f"{', '.join(mods)}.")  # fmt: skip
+        out += [n for n in hit if n not in out]
+    return out
 
 
 def check_calibration(data: Dataset, ctx: TransformContext) -> None:
@@ -156,6 +236,7 @@ def qdq_quantize(pre: Path, out: Path, ranges: dict, cfg: StaticInt8Config) -> P
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
             calibration_cache_path=str(table),
+            nodes_to_exclude=excluded_nodes(pre, cfg.exclude),
             extra_options={"ActivationSymmetric": cfg.symmetric_activations},
         )
     return out
@@ -172,6 +253,7 @@ def _static(cfg: StaticInt8Config, model: nn.Module, ctx: TransformContext) -> A
     notes = {
         "format": "QDQ", "activations": cfg.activations, "calibrator": cfg.calibrator,
         "per_channel": cfg.per_channel, "symmetric_activations": cfg.symmetric_activations,
+        "excluded": list(cfg.exclude),
     }  # fmt: skip
     return Artifact(path=path, model=model, precision="int8", notes=notes)
 
@@ -186,9 +268,13 @@ def _dynamic(cfg: DynamicInt8Config, model: nn.Module, ctx: TransformContext) ->
         quantize_dynamic(
             str(pre), str(out), per_channel=cfg.per_channel, weight_type=QuantType.QInt8,
             op_types_to_quantize=list(cfg.ops),
+            # dynamic mode first rewrites Gemm as MatMul(+Add) named NODE_MatMul
+            nodes_to_exclude=[f"{n}{s}" for n in excluded_nodes(pre, cfg.exclude)
+                              for s in ("", "_MatMul")],
         )
         path = save_onnx(onnx.load(str(out)), ctx.artifact_path())
-    return Artifact(path=path, model=model, precision="int8", notes={"ops": list(cfg.ops)})
+    return Artifact(path=path, model=model, precision="int8", notes={"ops": list(cfg.ops),
+                                                                  "excluded": list(cfg.exclude)})
 
 
 @transform(Fp16Config)
