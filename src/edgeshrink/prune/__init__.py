@@ -14,6 +14,7 @@ from edgeshrink.prune.obs import SparseGPTConfig, WandaConfig
 from edgeshrink.prune.plans import study_candidates
 from edgeshrink.prune.schedule import GradualConfig, IterativeConfig
 from edgeshrink.prune.sensitivity import SensitivityConfig
+from edgeshrink.prune.structured import StructuredConfig
 from edgeshrink.prune.unstructured import UnstructuredConfig
 from edgeshrink.transforms import HANDLERS, TransformContext
 
@@ -26,6 +27,7 @@ __all__ = [
     "IterativeConfig",
     "GradualConfig",
     "SensitivityConfig",
+    "StructuredConfig",
     "study_candidates",
 ]
 

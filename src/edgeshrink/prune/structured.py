@@ -1,0 +1,285 @@
+"""Structured pruning with physical removal: conv filters/channels, linear neurons, heads.
+
+The result is a smaller *dense* model (fewer parameters, fewer MACs, a smaller ONNX file,
+lower latency on any runtime), unlike unstructured zeros. Channels that must go together
+(a residual add, a concatenation, a depthwise conv, the BatchNorm after a conv, the q/k/v
+of one head) are found by Torch-Pruning's dependency graph (Fang et al. 2023, "DepGraph:
+Towards Any Structural Pruning"); we wrap it behind :class:`StructuredConfig`, rank with
+our own criteria (:mod:`edgeshrink.prune.importance`), and search the channel ratio that
+reaches a MAC target.
+
+Example:
+    >>> cfg = StructuredConfig(macs_reduction=0.5, importance="taylor", round_to=8)
+    >>> small = prune_structured(model, cfg, task.example_inputs(), data=task.calibration)
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from edgeshrink.config import Config, check_choice, check_range, register_config
+from edgeshrink.data import Dataset
+from edgeshrink.errors import UserError
+from edgeshrink.measure.model_stats import count_macs
+from edgeshrink.prune.importance import CRITERIA, SaliencyImportance, weight_saliency
+from edgeshrink.transforms import transform
+
+__all__ = ["StructuredConfig", "prune_structured", "study_candidates", "SUPPORTED_LAYERS"]
+
+# Leaf modules with parameters that the dependency graph prunes correctly. Anything else
+# holding parameters (an RNN, a custom gate) is refused by name rather than mis-pruned.
+SUPPORTED_LAYERS: tuple[type[nn.Module], ...] = (
+    nn.modules.conv._ConvNd, nn.Linear, nn.modules.batchnorm._BatchNorm, nn.LayerNorm,
+    nn.GroupNorm, nn.PReLU, nn.Embedding,
+)  # fmt: skip
+_MAX_RATIO = 0.9  # at most this fraction of a group goes (more empties small layers)
+_MAC_TOLERANCE = 0.01  # accept a MAC reduction within 1 point above the target
+
+
+@register_config
+@dataclass(frozen=True)
+class StructuredConfig(Config):
+    """Remove whole channels / neurons / heads so that the model becomes smaller and dense.
+
+    Attributes:
+        ratio: fraction of channels removed per group (``uniform``) or over all groups
+            (``global``), in [0, 0.9]. Set this *or* ``macs_reduction``.
+        macs_reduction: fraction of MACs to remove, in [0, 0.9); the channel ratio that
+            reaches it is searched. Default when neither is set: 0.5.
+        scope: ``uniform`` (every layer loses the same fraction: predictable speed) or
+            ``global`` (one ranking over all layers, scores normalised per group).
+        importance: ``l1``, ``l2``, ``taylor`` (first-order |w*grad|) or ``hessian``
+            (OBD: diagonal empirical Fisher times w^2); the last two use calibration data.
+        exclude: regular expressions (full match) of module names whose output channels
+            stay; the model's output layer always stays.
+        round_to: keep channel counts multiples of this (8 or 16 suit SIMD kernels).
+        head_ratio: fraction of attention heads removed (models whose attention modules
+            have ``num_heads`` and ``q``/``k``/``v`` or ``query``/``key``/``value`` Linears).
+        calibration_samples: samples used for ``taylor`` / ``hessian`` gradients.
+    """
+
+    kind = "structured"
+    family = "pruning"
+    sparsity_kind = "structured"
+    ratio: float | None = None
+    macs_reduction: float | None = None
+    scope: str = "uniform"
+    importance: str = "l1"
+    exclude: tuple[str, ...] = ()
+    round_to: int = 1
+    head_ratio: float = 0.0
+    calibration_samples: int = 128
+
+    def __post_init__(self) -> None:
+        if self.ratio is not None and self.macs_reduction is not None:
+            raise UserError("structured: set ratio or macs_reduction, not both.")
+        if self.ratio is not None:
+            check_range("ratio", self.ratio, 0.0, _MAX_RATIO)
+        if self.macs_reduction is not None:
+            check_range("macs_reduction", self.macs_reduction, 0.0, _MAX_RATIO, high_open=True)
+        check_choice("scope", self.scope, ("uniform", "global"))
+        check_choice("importance", self.importance, CRITERIA)
+        check_range("round_to", self.round_to, 1, 1024)
+        check_range("head_ratio", self.head_ratio, 0.0, 1.0, high_open=True)
+        check_range("calibration_samples", self.calibration_samples, 1, 1_000_000)
+        for pattern in self.exclude:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise UserError(f"exclude pattern {pattern!r} is not a regex ({exc}).") from None
+
+    @property
+    def target(self) -> tuple[str, float]:
+        """``("ratio", r)`` or ``("macs", fraction)``."""
+        if self.ratio is not None:
+            return "ratio", self.ratio
+        return "macs", 0.5 if self.macs_reduction is None else self.macs_reduction
+
+
+# --------------------------------------------------------------------------- model facts
+
+
+def _check_layers(model: nn.Module) -> None:
+    for name, m in model.named_modules():
+        has_params = any(True for _ in m.parameters(recurse=False))
+        if has_params and not list(m.children()) and not isinstance(m, SUPPORTED_LAYERS):
+            raise UserError(
+                f"layer {name!r} ({type(m).__name__}) cannot be pruned structurally; "
+                "supported: Conv, Linear, BatchNorm, LayerNorm, GroupNorm, PReLU, Embedding "
+                "(use unstructured pruning for this model)."
+            )
+
+
+def _output_layer(model: nn.Module, example: tuple[torch.Tensor, ...]) -> str:
+    """Name of the last Conv/Linear the forward pass runs: the classifier output."""
+    order: list[str] = []
+    hooks = [
+        m.register_forward_hook(lambda *_a, n=n: order.append(n))
+        for n, m in model.named_modules()
+        if isinstance(m, nn.modules.conv._ConvNd | nn.Linear)
+    ]
+    try:
+        with torch.no_grad():
+            model(*example)
+    finally:
+        for h in hooks:
+            h.remove()
+    if not order:
+        raise UserError("structured pruning found no Conv or Linear layer in this model.")
+    return order[-1]
+
+
+def _excluded(model: nn.Module, cfg: StructuredConfig, output: str) -> list[nn.Module]:
+    names = dict(model.named_modules())
+    for pattern in cfg.exclude:
+        if not any(re.fullmatch(pattern, n) for n in names):
+            raise UserError(f"exclude pattern {pattern!r} matches no layer of this model.")
+    return [m for n, m in names.items()
+            if n == output or any(re.fullmatch(p, n) for p in cfg.exclude)]  # fmt: skip
+
+
+def _attention(model: nn.Module) -> dict[nn.Module, tuple[nn.Linear, ...]]:
+    """Attention modules (``num_heads`` + q/k/v Linears) and their projections."""
+    found = {}
+    for m in model.modules():
+        for names in (("q", "k", "v"), ("query", "key", "value")):
+            layers = tuple(getattr(m, n, None) for n in names)
+            if isinstance(getattr(m, "num_heads", None), int) and all(
+                isinstance(layer, nn.Linear) for layer in layers
+            ):
+                found[m] = layers
+    return found
+
+
+# --------------------------------------------------------------------------- surgery
+
+
+def _prune_once(
+    model: nn.Module,
+    cfg: StructuredConfig,
+    example: tuple[torch.Tensor, ...],
+    saliency: dict[str, torch.Tensor],
+    ratio: float,
+) -> nn.Module:
+    """Remove ``ratio`` of the channels of ``model`` in place (eval mode) and return it."""
+    import torch_pruning as tp
+
+    attention = _attention(model)
+    num_heads = {lin: m.num_heads for m, lins in attention.items() for lin in lins}
+    importance = SaliencyImportance(
+        {p: saliency[n] for n, p in model.named_parameters() if n in saliency}
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "unwrapped parameters": tokens/pos-embeddings
+        pruner = tp.pruner.MetaPruner(
+            model, example, importance=importance, pruning_ratio=ratio,
+            global_pruning=cfg.scope == "global",
+            ignored_layers=_excluded(model, cfg, _output_layer(model, example)),
+            round_to=cfg.round_to if cfg.round_to > 1 else None,
+            num_heads=num_heads, prune_num_heads=cfg.head_ratio > 0, prune_head_dims=False,
+            head_pruning_ratio=cfg.head_ratio,
+        )  # fmt: skip
+        pruner.step()
+    for m, lins in attention.items():
+        m.num_heads = pruner.num_heads[lins[0]]
+    return model
+
+
+def _search_ratio(model, cfg, example, saliency, target: float) -> float:
+    """Smallest channel ratio (bisection) whose pruned copy removes ``target`` of the MACs."""
+    base = count_macs(model, example)[0]
+
+    def reduction(ratio: float) -> float:
+        trial = _prune_once(copy.deepcopy(model), cfg, example, saliency, ratio)
+        return 1.0 - count_macs(trial, example)[0] / base
+
+    most = reduction(_MAX_RATIO)
+    if most < target:
+        raise UserError(
+            f"macs_reduction={target} is out of reach: removing {_MAX_RATIO:.0%} of the "
+            f"prunable channels removes {most:.0%} of the MACs (exclude fewer layers)."
+        )
+    lo, hi = 0.0, _MAX_RATIO
+    for _ in range(12):
+        mid = (lo + hi) / 2
+        got = reduction(mid)
+        if got < target:
+            lo = mid
+            continue
+        hi = mid
+        if got - target <= _MAC_TOLERANCE:
+            break
+    return hi
+
+
+def prune_structured(
+    model: nn.Module,
+    cfg: StructuredConfig,
+    example_inputs: tuple[torch.Tensor, ...],
+    *,
+    data: Dataset | None = None,
+) -> nn.Module:
+    """Physically remove channels from ``model`` in place; returns it in eval mode.
+
+    ``example_inputs`` trace the graph (and count MACs); ``data`` feeds the ``taylor`` and
+    ``hessian`` criteria.
+    """
+    _check_layers(model)
+    model.eval()
+    example = tuple(example_inputs)
+    with torch.no_grad():
+        before = model(*example)
+    saliency = weight_saliency(model, cfg.importance, data, samples=cfg.calibration_samples)
+    kind, value = cfg.target
+    ratio = value if kind == "ratio" else _search_ratio(model, cfg, example, saliency, value)
+    _prune_once(model, cfg, example, saliency, ratio)
+    with torch.no_grad():
+        after = model(*example)
+    if getattr(after, "shape", None) != getattr(before, "shape", None):
+        raise UserError(
+            f"structured pruning changed the output shape {tuple(before.shape)} -> "
+            f"{tuple(after.shape)}; exclude the layers that produce the output."
+        )
+    return model.eval()
+
+
+@transform(StructuredConfig)
+def _handle(cfg: StructuredConfig, model: nn.Module, ctx) -> nn.Module:
+    if ctx is None or ctx.task is None:
+        raise UserError(
+            "structured pruning needs example inputs: call "
+            "prune_structured(model, cfg, example_inputs) or give a task context."
+        )
+    task = ctx.task
+    data = task.calibration if cfg.importance in ("taylor", "hessian") else None
+    return prune_structured(model, cfg, task.example_inputs(), data=data)
+
+
+# --------------------------------------------------------------------------- study
+
+
+def study_candidates(task=None, *, finetune_epochs: int = 3) -> list:
+    """Structured candidates for a study: half the MACs removed, fine-tuned, and + INT8.
+
+    Fine-tuning is included only when the task has labelled training data.
+    """
+    from edgeshrink.quant import StaticInt8Config
+    from edgeshrink.study.plan import CandidateSpec
+    from edgeshrink.train import FinetuneConfig
+
+    train = getattr(task, "train", None)
+    labelled = train is not None and len(train) > 0 and train.targets.ndim == 1
+    ft = (FinetuneConfig(epochs=finetune_epochs),) if labelled else ()
+    specs = []
+    for pct in (30, 50):
+        prune = StructuredConfig(macs_reduction=pct / 100, importance="taylor")
+        specs.append(CandidateSpec(f"channels-{pct}mac", (prune, *ft)))
+    half = StructuredConfig(macs_reduction=0.5, importance="taylor")
+    specs.append(CandidateSpec("channels-50mac+int8-static", (half, *ft, StaticInt8Config())))
+    return specs
