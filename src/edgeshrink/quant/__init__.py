@@ -19,6 +19,7 @@ from edgeshrink.quant.int4 import Int4WeightOnlyConfig
 from edgeshrink.quant.lowbit import LowBitConfig
 from edgeshrink.quant.mixed import MixedConfig
 from edgeshrink.quant.nonuniform import KMeansConfig, Po2Config
+from edgeshrink.quant.openvino import OpenVinoInt8Config
 from edgeshrink.quant.ort import (
     DynamicInt8Config,
     Fp16Config,
@@ -26,13 +27,14 @@ from edgeshrink.quant.ort import (
     study_candidates,
 )
 from edgeshrink.quant.qat import QatConfig
+from edgeshrink.quant.smooth import SmoothQuantConfig
 from edgeshrink.task import Task
 from edgeshrink.transforms import HANDLERS, Artifact, TransformContext
 
 __all__ = ["quantize", "StaticInt8Config", "DynamicInt8Config", "Fp16Config",
            "Int4WeightOnlyConfig", "study_candidates", "QatConfig", "LowBitConfig",
            "KMeansConfig", "Po2Config", "MixedConfig", "AdvancedPtqConfig",
-           "simulated_study_candidates"]
+           "simulated_study_candidates", "SmoothQuantConfig", "OpenVinoInt8Config"]
 
 
 def quantize(

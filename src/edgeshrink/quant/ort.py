@@ -49,6 +49,8 @@ class StaticInt8Config(Config):
         exclude: regexes (``re.search``) on ONNX node names or PyTorch module names
             (``features.0.0``, ``classifier.1``) of layers kept in FP32: the
             mixed-precision answer for the few most sensitive layers.
+        ops: ONNX op types to quantize (empty: ONNX Runtime's default set). ``("MatMul",
+            "Gemm")`` leaves residual Adds and LayerNorms in FP32 (transformers).
 
     Example:
         >>> cfg = StaticInt8Config(calibrator="entropy", exclude=("^features\\.0\\.",))
@@ -64,6 +66,7 @@ class StaticInt8Config(Config):
     symmetric_activations: bool = False
     calibration_samples: int = 256
     exclude: tuple[str, ...] = ()
+    ops: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_patterns(self.exclude)
@@ -237,6 +240,7 @@ def qdq_quantize(pre: Path, out: Path, ranges: dict, cfg: StaticInt8Config) -> P
             calibrate_method=CalibrationMethod.MinMax,
             calibration_cache_path=str(table),
             nodes_to_exclude=excluded_nodes(pre, cfg.exclude),
+            op_types_to_quantize=list(cfg.ops) or None,
             extra_options={"ActivationSymmetric": cfg.symmetric_activations},
         )
     return out
