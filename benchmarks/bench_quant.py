@@ -3,10 +3,11 @@
 (1) Calibration methods by accuracy on the zoo tasks, with how far each calibrator's
     activation scales are from min-max's (they must really differ).
 (2) INT8 static PTQ against FP32 on every zoo task available (bar: within 0.5 point).
-(3) INT8 vs FP32 latency (batch 1, 2 threads) and size in ONNX Runtime on a ResNet-18-sized
-    (random weights) and the real MobileNetV2, with the peers in the same run: ORT's
-    quantizer called directly (S8S8 default, U8S8), torch dynamic quantization, NNCF +
-    OpenVINO. Accuracy of the peers on MobileNetV2: top-1 agreement with FP32.
+(3) INT8 vs FP32 latency (batch 1, 2 threads) and size on zoo:resnet18-imagenet-random and
+    the real MobileNetV2, with the peers in the same run: ORT's quantizer called directly
+    (S8S8 default, U8S8), torch dynamic quantization, NNCF + OpenVINO INT8, OpenVINO FP32
+    (forced f32), and edgeshrink's two INT8 targets (ORT U8S8 QDQ with the best calibrator;
+    OpenVINO via OpenVinoInt8Config). Accuracy: top-1 agreement and KL against FP32.
 
 Run alone: ``.venv/bin/python benchmarks/run.py --only quant``.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -120,13 +122,6 @@ def ptq_bar(ctx, best: dict) -> str:
 # ------------------------------------------------------------------------------- peers
 
 
-def _resnet18():
-    spec = importlib.util.spec_from_file_location("bench_runtime_models", HERE / "bench_runtime.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod._resnet(64, (2, 2, 2, 2), classes=1000).eval()
-
-
 def _ort_direct(fp32: Path, out: Path, calib: np.ndarray, *, uint8: bool) -> Path:
     from onnxruntime.quantization import QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -170,74 +165,98 @@ def _torch_dynamic(model):
         return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
-def peers(ctx, tasks: dict) -> str:
+def _agreement(out: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+    """Top-1 agreement (%) and mean KL(FP32 || variant) of logits."""
+    from edgeshrink.zoo.tasks_pretrained import mean_kl, top1_agreement
+
+    return top1_agreement(out, ref), mean_kl(out, ref)
+
+
+def _variants(ctx, key: str, model, task, calib: np.ndarray, best_cal: str) -> tuple:
+    """``{name: (callable on one image, outputs on eval, size bytes)}`` for one model."""
     import torch
 
     from edgeshrink.data import Dataset
     from edgeshrink.export import export_onnx, ort_session, run_onnx
-    from edgeshrink.quant import StaticInt8Config, quantize
+    from edgeshrink.quant import OpenVinoInt8Config, StaticInt8Config, quantize
+    from edgeshrink.transforms import TransformContext, apply_recipe
+
+    evalx = task.eval.inputs[0]
+    x1 = evalx[:1]
+    fp32 = export_onnx(model, (torch.from_numpy(x1),), ctx.work / f"{key}-fp32.onnx")
+    data = Dataset((calib,), np.zeros(len(calib)))
+    files = {"ORT FP32": fp32}
+    files[f"edgeshrink INT8 ORT (U8S8, {best_cal})"] = quantize(
+        model, StaticInt8Config(calibrator=best_cal, calibration_samples=len(calib)), data,
+        workdir=ctx.work, name=f"{key}-es").path  # fmt: skip
+    files["ORT quantizer S8S8 (default)"] = _ort_direct(fp32, ctx.work / f"{key}-s8.onnx", calib,
+                                                        uint8=False)  # fmt: skip
+    files["ORT quantizer U8S8"] = _ort_direct(fp32, ctx.work / f"{key}-u8.onnx", calib, uint8=True)
+    out = {}
+    for name, path in files.items():
+        sess = ort_session(path, 2)
+        evals = np.concatenate([run_onnx(sess, (evalx[i : i + 32],))
+                                for i in range(0, len(evalx), 32)])  # fmt: skip
+        out[name] = (lambda s=sess: s.run(None, {"input": x1}), evals, path.stat().st_size)
+    tdyn = _torch_dynamic(model)
+    xt = torch.from_numpy(x1)
+    with torch.no_grad():
+        out["torch dynamic INT8 (eager)"] = (lambda: tdyn(xt), tdyn(torch.from_numpy(evalx)).numpy(),
+                                             None)  # fmt: skip
+    try:
+        ov_q, ov_f, ov_model = _openvino(fp32, calib, 2)
+    except ImportError as exc:
+        ctx.log(f"openvino/nncf unavailable: {exc}")
+        return out
+    import openvino as ov
+
+    ov.save_model(ov_model, str(ctx.work / f"{key}-ov.xml"))
+    ov_size = (ctx.work / f"{key}-ov.bin").stat().st_size
+    ov_out = np.concatenate([ov_q(evalx[i : i + 1])[0] for i in range(len(evalx))])
+    out["OpenVINO FP32 (forced f32)"] = (lambda: ov_f(x1), None, None)
+    out["NNCF + OpenVINO INT8"] = (lambda: ov_q(x1), ov_out, ov_size)
+    qtask = type(task)(task.name, model, None, data, task.eval, input_names=task.input_names)
+    art = apply_recipe([OpenVinoInt8Config(calibration_samples=len(calib))],
+                       TransformContext(task=qtask, workdir=ctx.work, name=f"{key}-es-ov"))
+    es_out = np.concatenate([art.simulate(evalx[i : i + 1]) for i in range(len(evalx))])
+    out["edgeshrink INT8 OpenVINO target"] = (lambda f=art.simulate: f(x1), es_out,
+                                             art.notes["ir_bytes"])  # fmt: skip
+    return out
+
+
+def peers(ctx, tasks: dict, best: dict) -> str:
+    import torch
+
+    from edgeshrink.task import load_task
 
     torch.set_num_threads(2)
+    models = {"resnet18 (random weights)": load_task("zoo:resnet18-imagenet-random")}
     mnv2 = tasks.get("mobilenetv2-imagenet")
-    models = {"resnet18 (random)": (_resnet18(), None)}
     if mnv2 is not None and not isinstance(mnv2, Exception):
-        models["mobilenetv2 (ImageNet)"] = (mnv2.model, mnv2)
+        models["mobilenetv2 (ImageNet)"] = mnv2
     rows = []
-    for label, (model, task) in models.items():
-        rng = np.random.default_rng(0)
-        calib = (task.calibration.inputs[0][:64] if task else
-                 rng.standard_normal((64, 3, 224, 224)).astype(np.float32))  # fmt: skip
-        evalx = task.eval.inputs[0] if task else calib[:32]
-        x1 = evalx[:1]
+    for label, task in models.items():
         key = label.split()[0]
-        fp32 = export_onnx(model, (torch.from_numpy(x1),), ctx.work / f"{key}-fp32.onnx")
-        files = {"ORT FP32": fp32}
-        art = quantize(model, StaticInt8Config(calibrator="percentile", calibration_samples=64),
-                       Dataset((calib,), np.zeros(len(calib))), workdir=ctx.work,
-                       name=f"{key}-es")  # fmt: skip
-        files["edgeshrink INT8 (U8S8, percentile)"] = art.path
-        files["ORT direct S8S8 (default)"] = _ort_direct(fp32, ctx.work / f"{key}-s8.onnx", calib,
-                                                         uint8=False)  # fmt: skip
-        files["ORT direct U8S8"] = _ort_direct(fp32, ctx.work / f"{key}-u8.onnx", calib, uint8=True)
-        fns, outs = {}, {}
-        for name, path in files.items():
-            sess = ort_session(path, 2)
-            fns[name] = lambda s=sess, x=x1: s.run(None, {"input": x})
-            outs[name] = np.concatenate([run_onnx(sess, (evalx[i:i + 16],))
-                                         for i in range(0, len(evalx), 16)])  # fmt: skip
-        sizes = {n: p.stat().st_size for n, p in files.items()}
-        tdyn = _torch_dynamic(model)
-        xt = torch.from_numpy(x1)
-        fns["torch dynamic INT8 (eager)"] = lambda m=tdyn, x=xt: m(x)
+        calib = task.calibration.inputs[0][:64]
+        best_cal = best.get("mobilenetv2-imagenet", ("percentile/",))[0].split("/")[0]
+        variants = _variants(ctx, key, task.model, task, calib, best_cal)
         with torch.no_grad():
-            outs["torch dynamic INT8 (eager)"] = tdyn(torch.from_numpy(evalx)).numpy()
-        try:
-            ov_q, ov_f, ov_model = _openvino(fp32, calib, 2)
-            fns["OpenVINO FP32"] = lambda m=ov_f, x=x1: m(x)
-            fns["NNCF + OpenVINO INT8"] = lambda m=ov_q, x=x1: m(x)
-            outs["NNCF + OpenVINO INT8"] = np.concatenate(
-                [ov_q(evalx[i:i + 1])[0] for i in range(len(evalx))])  # fmt: skip
-            import openvino as ov
-
-            ov.save_model(ov_model, str(ctx.work / f"{key}-ov.xml"))
-            sizes["NNCF + OpenVINO INT8"] = (ctx.work / f"{key}-ov.bin").stat().st_size
-        except ImportError as exc:
-            ctx.log(f"openvino/nncf unavailable: {exc}")
-        with torch.no_grad():
-            ref = model(torch.from_numpy(evalx)).numpy()
+            ref = task.model(torch.from_numpy(task.eval.inputs[0])).numpy()
+        fns = {n: v[0] for n, v in variants.items()}
+        load_before = ctx.wait_quiet()
         stats = ctx.ratio_medians(fns, "ORT FP32", repeats=5, runs=40)
-        for name in fns:
-            agree = (100 * float(np.mean(outs[name].argmax(1) == ref.argmax(1)))
-                     if name in outs else float("nan"))  # fmt: skip
-            size = sizes.get(name)
+        fp32_size = variants["ORT FP32"][2]
+        for name, (_, evals, size) in variants.items():
+            agree, kl = _agreement(evals, ref) if evals is not None else (float("nan"),) * 2
             rows.append([label, name, f"{stats['p50_ms'][name]:.2f}", f"{stats['ratio'][name]:.2f}",
                          "{:.2f}-{:.2f}".format(*stats["spread"][name]),
-                         f"{size / sizes['ORT FP32']:.2f}" if size else "-", f"{agree:.1f}"])
-        rows.append([label, f"(others' CPU use, cores: {stats['others_cpu_cores']:.2f})",
-                     "", "", "", "", ""])  # fmt: skip
+                         f"{size / fp32_size:.2f}" if size else "-", f"{agree:.1f}", f"{kl:.4f}"])
+        rows.append([label, f"(others' CPU use, cores: before {load_before or 0:.2f}, max during "
+                     f"{stats['others_cpu_cores']:.2f}; load avg {os.getloadavg()[0]:.1f})",
+                     "", "", "", "", "", ""])  # fmt: skip
         ctx.log(f"peers {label} done")
     return ctx.table(["model", "variant", "p50 ms", "latency / ORT FP32", "ratio spread",
-                      "size / FP32", "top-1 agreement with FP32 %"], rows)  # fmt: skip
+                      "size / FP32", "top-1 agreement %", "mean KL"], rows)  # fmt: skip
 
 
 def run(ctx) -> str:
@@ -255,6 +274,6 @@ def run(ctx) -> str:
         "\n### INT8 static PTQ vs FP32 (best calibrator per task)\n",
         ptq_bar(ctx, best),
         "\n### INT8 vs FP32 and peers: batch 1, 2 threads, interleaved, medians of 5 repeats\n",
-        peers(ctx, tasks),
+        peers(ctx, tasks, best),
     ]
     return "\n".join(parts)

@@ -1,0 +1,268 @@
+"""Issue 5: INT8 of real pretrained models against the peers, same inputs, same run.
+
+(1) MobileNetV2 (ImageNet weights) on zoo:mobilenetv2-imagenet's 400 eval crops: top-1/top-5
+    agreement and mean KL to FP32, latency / ORT FP32 at batch 1, 2 threads. Peers: ONNX
+    Runtime's quantizer (QDQ U8S8 per-channel, MinMax and Percentile), NNCF + OpenVINO INT8.
+    Ours: our calibrators, FP32 exclusion of the most sensitive layers, QAT by distillation.
+(2) MiniLM (zoo:minilm): cosine mean/min to FP32 on the 500 fortunes quotes, probe accuracy,
+    latency at sequence 128. Peers: ORT dynamic per-tensor / per-channel, torch dynamic.
+    Ours: dynamic with exclusions, SmoothQuant + static.
+(3) O-Net (zoo:onet-faces): accuracy, AUC, mean |dP(face)|. Peers: ORT per-channel, NNCF.
+
+Run alone: ``.venv/bin/python benchmarks/run.py --only pretrained``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+EVAL_BATCH = 32
+
+
+def _ort_static(fp32: Path, out: Path, task, method: str) -> Path:
+    """ORT's own quantizer, called directly: QDQ, uint8 activations, per-channel int8."""
+    from onnxruntime.quantization import CalibrationMethod, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    names = list(task.input_names)
+    calib = task.calibration
+
+    class Reader:
+        def __init__(self):
+            self.it = iter(list(calib.numpy_batches(1)))
+
+        def get_next(self):
+            x = next(self.it, None)
+            return None if x is None else dict(zip(names, x, strict=True))
+
+    pre = out.with_suffix(".pre.onnx")
+    quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+    with contextlib.redirect_stdout(io.StringIO()):
+        quantize_static(str(pre), str(out), Reader(), activation_type=QuantType.QUInt8,
+                        per_channel=True,
+                        calibrate_method=getattr(CalibrationMethod, method))  # fmt: skip
+    return out
+
+
+def _ort_dynamic(fp32: Path, out: Path, per_channel: bool) -> Path:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    pre = out.with_suffix(".pre.onnx")
+    quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+    quantize_dynamic(str(pre), str(out), per_channel=per_channel, weight_type=QuantType.QInt8)
+    return out
+
+
+def _nncf(fp32: Path, task, out: Path):
+    """NNCF + OpenVINO INT8 on the task's calibration set: (compiled fn, IR bytes)."""
+    import nncf
+    import openvino as ov
+
+    from edgeshrink.quant.openvino import compile_openvino
+
+    items = [tuple(b) for b in task.calibration.numpy_batches(1)]
+    q = nncf.quantize(ov.Core().read_model(str(fp32)), nncf.Dataset(items), subset_size=len(items))
+    ov.save_model(q, str(out))
+    return compile_openvino(q, 2), out.stat().st_size + out.with_suffix(".bin").stat().st_size
+
+
+class _Variant:
+    """One row: a callable on one example, its outputs on the eval set, its size."""
+
+    def __init__(self, fn, outputs: np.ndarray, size: int | None, quantize_s: float = 0.0):
+        self.fn, self.outputs, self.size, self.quantize_s = fn, outputs, size, quantize_s
+
+
+def _ort_variant(path: Path, task, t0: float) -> _Variant:
+    from edgeshrink.export import ort_session
+
+    secs = time.perf_counter() - t0
+    sess = ort_session(path, 2)
+    names = [i.name for i in sess.get_inputs()]
+    outs = np.concatenate([sess.run(None, dict(zip(names, b, strict=True)))[0]
+                           for b in task.eval.numpy_batches(EVAL_BATCH)])  # fmt: skip
+    one = dict(zip(names, (a[:1] for a in task.eval.inputs), strict=True))
+    return _Variant(lambda: sess.run(None, one), outs, path.stat().st_size, secs)
+
+
+def _fn_variant(fn, task, size, t0: float, *, batch: int = 1) -> _Variant:
+    secs = time.perf_counter() - t0
+    outs = np.concatenate([np.asarray(fn(*b)) for b in task.eval.numpy_batches(batch)])
+    one = tuple(a[:1] for a in task.eval.inputs)
+    return _Variant(lambda: fn(*one), outs, size, secs)
+
+
+def _ours(ctx, task, recipe: list, name: str) -> _Variant:
+    from edgeshrink.transforms import TransformContext, apply_recipe
+
+    t0 = time.perf_counter()
+    art = apply_recipe(recipe, TransformContext(task=task, workdir=ctx.work, name=name))
+    if art.simulate is not None:  # the OpenVINO target
+        return _fn_variant(art.simulate, task, art.notes.get("ir_bytes"), t0)
+    return _ort_variant(art.path, task, t0)
+
+
+def _torch_dynamic(model, task, t0: float) -> _Variant:
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        q = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+    def fn(*arrays):
+        with torch.no_grad():
+            return q(*(torch.from_numpy(a) for a in arrays)).numpy()
+
+    return _fn_variant(fn, task, None, t0, batch=EVAL_BATCH)
+
+
+def _table(ctx, task, variants: dict, label: str, metric_names: list[str]) -> str:
+    """Metric columns, latency ratio to ORT FP32 (interleaved medians) and size ratio."""
+    load_before = ctx.wait_quiet()
+    stats = ctx.ratio_medians({n: v.fn for n, v in variants.items()}, "ORT FP32",
+                              repeats=5, runs=30)  # fmt: skip
+    fp32_size = variants["ORT FP32"].size
+    rows = []
+    for name, v in variants.items():
+        values = task.metric.all(v.outputs, task.eval.targets)
+        rows.append([name, *[f"{values[m]:.4f}" for m in metric_names],
+                     f"{stats['ratio'][name]:.2f}", "{:.2f}-{:.2f}".format(*stats["spread"][name]),
+                     f"{stats['p50_ms'][name]:.2f}",
+                     f"{v.size / fp32_size:.2f}" if v.size else "-", f"{v.quantize_s:.0f}"])
+    note = (f"\n{label}: others' CPU use before timing {load_before or 0:.2f} cores, max during "
+            f"{stats['others_cpu_cores']:.2f}; load average {os.getloadavg()[0]:.1f}; "
+            f"{stats['repeats']} interleaved repeats.\n")
+    return ctx.table(["variant", *metric_names, "latency / ORT FP32", "ratio spread", "p50 ms",
+                      "size / FP32", "build s"], rows) + note  # fmt: skip
+
+
+def _fp32(ctx, task, key: str) -> tuple[Path, _Variant]:
+    from edgeshrink.export import export_onnx
+
+    t0 = time.perf_counter()
+    path = export_onnx(task.model, task.example_inputs(), ctx.work / f"{key}-fp32.onnx",
+                       input_names=task.input_names, dynamic_axes=task.dynamic_axes)  # fmt: skip
+    return path, _ort_variant(path, task, t0)
+
+
+# ------------------------------------------------------------------------------ sections
+
+
+def mobilenet(ctx) -> str:
+    from edgeshrink.quant import OpenVinoInt8Config, QatConfig, StaticInt8Config
+    from edgeshrink.quant.pretrained import edge_layers
+    from edgeshrink.task import load_task
+
+    task = load_task("zoo:mobilenetv2-imagenet")
+    fp32, base = _fp32(ctx, task, "mnv2")
+    v = {"ORT FP32": base}
+    for method in ("MinMax", "Percentile"):
+        t0 = time.perf_counter()
+        path = _ort_static(fp32, ctx.work / f"mnv2-ort-{method}.onnx", task, method)
+        v[f"peer: ORT quantizer U8S8 {method}"] = _ort_variant(path, task, t0)
+    t0 = time.perf_counter()
+    fn, size = _nncf(fp32, task, ctx.work / "mnv2-nncf.xml")
+    v["peer: NNCF + OpenVINO INT8"] = _fn_variant(fn, task, size, t0)
+    ctx.log("mobilenet peers done")
+    edges = edge_layers(task.model)
+    depthwise = (r"^features\.\d+\.conv\.(0|1)\.0$",)  # 3x3 depthwise convs (block 1: conv.0)
+    ours = {
+        "ours: static percentile": [StaticInt8Config(calibrator="percentile")],
+        "ours: static entropy": [StaticInt8Config(calibrator="entropy")],
+        "ours: static mse": [StaticInt8Config(calibrator="mse")],
+        "ours: percentile, first+last FP32": [StaticInt8Config(calibrator="percentile",
+                                                               exclude=edges)],
+        "ours: mse, first+last FP32": [StaticInt8Config(calibrator="mse", exclude=edges)],
+        "ours: percentile, depthwise FP32": [StaticInt8Config(calibrator="percentile",
+                                                              exclude=depthwise)],
+        "ours: OpenVINO target (NNCF on our calibration set)": [OpenVinoInt8Config()],
+        "ours: QAT 8/8, distillation 2 epochs": [QatConfig(epochs=2, lr=1e-5, distill=1.0)],
+    }  # fmt: skip
+    for name, recipe in ours.items():
+        try:
+            v[name] = _ours(ctx, task, recipe, name.replace(" ", "_"))
+        except Exception as exc:  # one failing variant must not lose the table
+            ctx.log(f"{name} failed: {exc}")
+        ctx.log(f"{name} done")
+    return _table(ctx, task, v, "MobileNetV2", ["top1_agreement", "top5_agreement", "mean_kl"])
+
+
+def minilm(ctx) -> str:
+    from edgeshrink.quant import DynamicInt8Config, SmoothQuantConfig, StaticInt8Config
+    from edgeshrink.task import load_task
+
+    task = load_task("zoo:minilm")
+    fp32, base = _fp32(ctx, task, "minilm")
+    v = {"ORT FP32": base}
+    for pc in (False, True):
+        t0 = time.perf_counter()
+        path = _ort_dynamic(fp32, ctx.work / f"minilm-dyn-{pc}.onnx", pc)
+        v[f"peer: ORT dynamic per-{'channel' if pc else 'tensor'}"] = _ort_variant(path, task, t0)
+    v["peer: torch dynamic (eager)"] = _torch_dynamic(task.model, task, time.perf_counter())
+    ctx.log("minilm peers done")
+    mm = ("MatMul", "Gemm")
+    ours = {
+        "ours: dynamic per-channel": [DynamicInt8Config()],
+        "ours: dynamic, FFN output dense FP32": [DynamicInt8Config(exclude=(r"output\.dense$",))],
+        "ours: dynamic, FFN dense layers FP32": [
+            DynamicInt8Config(exclude=(r"output\.dense$", r"intermediate\.dense$"))],
+        "ours: SmoothQuant 0.5 + dynamic": [SmoothQuantConfig(alpha=0.5), DynamicInt8Config()],
+        "ours: static percentile (MatMul only)": [StaticInt8Config(calibrator="percentile",
+                                                                   ops=mm)],
+        "ours: SmoothQuant 0.5 + static percentile": [
+            SmoothQuantConfig(alpha=0.5), StaticInt8Config(calibrator="percentile", ops=mm)],
+    }  # fmt: skip
+    for name, recipe in ours.items():
+        try:
+            v[name] = _ours(ctx, task, recipe, name.replace(" ", "_"))
+        except Exception as exc:
+            ctx.log(f"{name} failed: {exc}")
+        ctx.log(f"{name} done")
+    return _table(ctx, task, v, "MiniLM", ["cosine", "min_cosine", "probe_accuracy"])
+
+
+def onet(ctx) -> str:
+    from edgeshrink.quant import StaticInt8Config
+    from edgeshrink.task import load_task
+
+    task = load_task("zoo:onet-faces")
+    fp32, base = _fp32(ctx, task, "onet")
+    v = {"ORT FP32": base}
+    t0 = time.perf_counter()
+    path = _ort_static(fp32, ctx.work / "onet-ort.onnx", task, "MinMax")
+    v["peer: ORT quantizer U8S8 per-channel MinMax"] = _ort_variant(path, task, t0)
+    t0 = time.perf_counter()
+    fn, size = _nncf(fp32, task, ctx.work / "onet-nncf.xml")
+    v["peer: NNCF + OpenVINO INT8"] = _fn_variant(fn, task, size, t0)
+    for cal in ("minmax", "percentile", "entropy", "mse"):
+        v[f"ours: static {cal}"] = _ours(ctx, task, [StaticInt8Config(calibrator=cal)], f"o-{cal}")
+    return _table(ctx, task, v, "O-Net", ["accuracy", "roc_auc", "mean_abs_dp_face"])
+
+
+SECTIONS = {"MobileNetV2 (ImageNet weights), 400 crops of 16 photos": mobilenet,
+            "MiniLM, 500 fortunes quotes + probe, sequence 128": minilm,
+            "O-Net, lfw_subset face vs non-face": onet}  # fmt: skip
+
+
+def run(ctx) -> str:
+    import torch
+
+    torch.set_num_threads(2)
+    only = os.environ.get("BENCH_PRETRAINED_ONLY", "")
+    parts = ["Latency: batch 1, 2 threads, each variant's p50 over ORT FP32's in the same "
+             "interleaved run, median of repeats. `build s`: quantization wall time.\n"]
+    for title, fn in SECTIONS.items():
+        if only and only not in fn.__name__:
+            continue
+        parts += [f"\n### {title}\n", fn(ctx)]
+        ctx.log(f"{fn.__name__} done")
+    return "\n".join(parts)

@@ -1,0 +1,99 @@
+"""Study candidates for real pretrained models (issue 5): MobileNetV2, O-Net, MiniLM.
+
+One list per task covering INT8 static (best calibrator for the model kind), INT8 dynamic,
+FP16, weight-only INT4 where MatMuls dominate, one-shot Wanda at 50 % and 2:4, structured
+channels (CNNs) or FFN neurons/heads (transformers), prune-then-quantize, and the
+mixed-precision variants that keep the first and last layers in FP32. Choices are the ones
+``benchmarks/bench_pretrained.py`` measured best (numbers in benchmarks/RESULTS.md).
+
+Example:
+    >>> specs = pretrained_candidates(load_task("zoo:mobilenetv2-imagenet"))
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+
+from torch import nn
+
+__all__ = ["pretrained_candidates", "edge_layers"]
+
+
+def edge_layers(model: nn.Module) -> tuple[str, ...]:
+    """Anchored regexes naming the first and last Conv/Linear layers (the usual sensitive
+    ones: Zhou et al. 2016, Choi et al. 2018)."""
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    if not names:
+        return ()
+    return tuple(f"^{re.escape(n)}$" for n in dict.fromkeys((names[0], names[-1])))
+
+
+def _transformer(model: nn.Module) -> bool:
+    from edgeshrink.quant.ort import matmul_dominated
+
+    return matmul_dominated(model, 32) and not any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def _quant_specs(task, transformer: bool) -> list:
+    from edgeshrink.quant.int4 import Int4WeightOnlyConfig
+    from edgeshrink.quant.ort import DynamicInt8Config, Fp16Config, StaticInt8Config
+    from edgeshrink.quant.smooth import SmoothQuantConfig
+    from edgeshrink.study.plan import CandidateSpec
+
+    edges = edge_layers(task.model)
+    specs = [CandidateSpec("int8-dynamic", (DynamicInt8Config(),)),
+             CandidateSpec("fp16", (Fp16Config(),))]  # fmt: skip
+    if transformer:
+        # Static QDQ needs an answer to activation outliers first (SmoothQuant); residual
+        # Adds and LayerNorms stay FP32 (ops = MatMul/Gemm only).
+        static = StaticInt8Config(calibrator="percentile", ops=("MatMul", "Gemm"))
+        specs += [
+            CandidateSpec("smoothquant-0.5+int8-static", (SmoothQuantConfig(alpha=0.5), static)),
+            CandidateSpec("int8-dynamic-keep-ffn-out",
+                          (DynamicInt8Config(exclude=(r"output\.dense$",)),)),
+            CandidateSpec("int4-weight-only-g32", (Int4WeightOnlyConfig(group_size=32),)),
+        ]  # fmt: skip
+    else:
+        specs += [
+            CandidateSpec("int8-static-percentile", (StaticInt8Config(calibrator="percentile"),)),
+            CandidateSpec("int8-static-mse", (StaticInt8Config(calibrator="mse"),)),
+            CandidateSpec("int8-static-percentile-keep-ends",
+                          (StaticInt8Config(calibrator="percentile", exclude=edges),)),
+        ]  # fmt: skip
+        if importlib.util.find_spec("openvino") and importlib.util.find_spec("nncf"):
+            from edgeshrink.quant.openvino import OpenVinoInt8Config
+
+            specs.append(CandidateSpec("openvino-int8", (OpenVinoInt8Config(),)))
+    return specs
+
+
+def _prune_specs(task, transformer: bool) -> list:
+    from edgeshrink.prune.obs import WandaConfig
+    from edgeshrink.prune.structured import StructuredConfig
+    from edgeshrink.quant.ort import DynamicInt8Config, StaticInt8Config
+    from edgeshrink.study.plan import CandidateSpec
+    from edgeshrink.train import FinetuneConfig
+
+    specs = [CandidateSpec("wanda-50", (WandaConfig(0.5),)),
+             CandidateSpec("wanda-2:4", (WandaConfig(pattern="2:4"),))]  # fmt: skip
+    structured = (StructuredConfig(ratio=0.25, head_ratio=0.25) if transformer
+                  else StructuredConfig(ratio=0.25, round_to=8))  # fmt: skip
+    prefix: tuple = (structured,)
+    if task.train is not None:  # distillation from the FP32 model on unlabelled data
+        prefix = (structured, FinetuneConfig(epochs=2))
+    quant = DynamicInt8Config() if transformer else StaticInt8Config(calibrator="percentile")
+    specs += [CandidateSpec("structured-25", prefix),
+              CandidateSpec(f"structured-25+{quant.kind}", (*prefix, quant))]  # fmt: skip
+    return specs
+
+
+def pretrained_candidates(task) -> list:
+    """The issue-5 candidate recipes for a pretrained ``task`` (CNN or transformer).
+
+    Example:
+        >>> [s.name for s in pretrained_candidates(load_task("zoo:minilm"))][:2]
+        ['int8-dynamic', 'fp16']
+    """
+    transformer = _transformer(task.model)
+    return _quant_specs(task, transformer) + _prune_specs(task, transformer)

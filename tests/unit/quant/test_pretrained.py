@@ -1,0 +1,67 @@
+"""pretrained_candidates: the issue-5 recipe list per model kind; the OpenVINO target runs."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from edgeshrink.config import config_from_dict, config_to_dict
+from edgeshrink.data import Dataset
+from edgeshrink.quant.pretrained import edge_layers, pretrained_candidates
+from edgeshrink.task import Task
+
+
+class TinyEncoder(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(64)
+        self.ffn = nn.Sequential(nn.Linear(64, 128), nn.GELU(), nn.Linear(128, 64))
+
+    def forward(self, x):
+        return self.ffn(self.norm(x))
+
+
+def _encoder_task() -> Task:
+    x = np.random.default_rng(0).standard_normal((16, 64)).astype(np.float32)
+    return Task("enc", TinyEncoder().eval(), None, Dataset((x,), x), Dataset((x,), x))
+
+
+def test_edge_layers_name_first_and_last(tiny):
+    assert edge_layers(tiny.model) == (r"^features\.0$", r"^classifier\.3$")
+
+
+def test_cnn_candidates(tiny):
+    specs = {s.name: s for s in pretrained_candidates(tiny)}
+    for name in ("int8-static-percentile", "int8-static-percentile-keep-ends", "int8-dynamic",
+                 "fp16", "wanda-50", "wanda-2:4", "structured-25", "structured-25+int8_static"):
+        assert name in specs, name
+    assert "int4-weight-only-g32" not in specs  # convs dominate
+    for spec in specs.values():  # every recipe survives the results.json round trip
+        assert tuple(config_from_dict(config_to_dict(c)) for c in spec.recipe) == spec.recipe
+
+
+def test_transformer_candidates_add_int4_and_smoothquant():
+    names = [s.name for s in pretrained_candidates(_encoder_task())]
+    assert "int4-weight-only-g32" in names and "smoothquant-0.5+int8-static" in names
+    assert "int8-static-percentile" not in names  # plain static QDQ: outliers (FIELD-NOTES)
+
+
+@pytest.mark.skipif(not importlib.util.find_spec("openvino") or not importlib.util.find_spec("nncf"),
+                    reason="openvino/nncf not installed")  # fmt: skip
+def test_openvino_target_matches_fp32(tiny, tmp_path):
+    from _tiny import ctx_for
+
+    from edgeshrink.quant import OpenVinoInt8Config
+    from edgeshrink.transforms import apply_recipe
+
+    art = apply_recipe([OpenVinoInt8Config(calibration_samples=64)], ctx_for(tiny, tmp_path))
+    x = tiny.eval.inputs[0][:64]
+    got = np.concatenate([art.simulate(x[i : i + 1]) for i in range(len(x))])
+    with torch.no_grad():
+        ref = tiny.model(torch.from_numpy(x)).numpy()
+    assert art.notes["runtime"] == "openvino" and art.notes["ir_bytes"] > 0
+    assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.95
