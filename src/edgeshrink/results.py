@@ -110,7 +110,8 @@ class RunRecord:
     """A whole study: the task, the baseline, the candidates, the Pareto front.
 
     ``device``, ``constraints`` and ``recommendation`` are filled by the advisor when a
-    study or ``edgeshrink recommend`` names a device.
+    study or ``edgeshrink recommend`` names a device. ``failed`` lists the candidates that
+    could not be built on this model (``name``, ``recipe``, ``error``): the study goes on.
     """
 
     task: str
@@ -124,6 +125,7 @@ class RunRecord:
     constraints: dict[str, Any] = field(default_factory=dict)
     recommendation: dict[str, Any] | None = None
     sensitivity: dict[str, Any] = field(default_factory=dict)
+    failed: list[dict[str, Any]] = field(default_factory=list)
 
     def all_candidates(self) -> list[CandidateRecord]:
         return ([self.baseline] if self.baseline else []) + list(self.candidates)

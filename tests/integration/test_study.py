@@ -139,3 +139,18 @@ def test_user_task_file_is_loaded(tmp_path):
     assert load_task(f"{task_file}:make").name == "mine"
     with pytest.raises(Exception, match="has no function 'other'"):
         load_task(f"{task_file}:other")
+
+
+def test_a_candidate_the_method_cannot_handle_is_reported_and_the_study_goes_on(
+    digits_task, tmp_path
+):
+    from edgeshrink.prune.structured import StructuredConfig
+    from edgeshrink.report.html import write_report
+
+    plan = [CandidateSpec("impossible", (StructuredConfig(macs_reduction=0.85,
+                                                               exclude=(".*",)),)),
+            CandidateSpec("int8-static", (StaticInt8Config(),))]
+    run = run_study(digits_task, plan, tmp_path, threads=(1,), budget_s=0.05)
+    assert [c.name for c in run.candidates] == ["int8-static"]
+    assert run.failed[0]["name"] == "impossible" and "macs_reduction" in run.failed[0]["error"]
+    assert "Not built on this model" in write_report(tmp_path).read_text()

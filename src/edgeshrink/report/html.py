@@ -243,6 +243,15 @@ def _candidates_table(run: RunRecord) -> str:
     )
 
 
+def _failed_section(run: RunRecord) -> str:
+    if not run.failed:
+        return ""
+    items = "".join(f"<li><b>{_e(f['name'])}</b>: {_e(f['error'])}</li>" for f in run.failed)
+    return ('<section id="failed"><h2>Not built on this model</h2><p class="muted">These '
+            f"candidates' methods cannot handle this model; the study went on.</p><ul>{items}</ul>"
+            "</section>")
+
+
 def _device_section(run: RunRecord) -> str:
     if not run.device and not run.constraints:
         return ""
@@ -281,6 +290,7 @@ def render_page(run: RunRecord, *, pngs: set[str] | frozenset[str] = frozenset()
 <section id="trade-off"><h2>Trade-off</h2><div class="plots">{_plot_divs(trade, pngs)}</div></section>
 {sens}
 {_candidates_table(run)}
+{_failed_section(run)}
 {_device_section(run)}
 {machine}
 </main>

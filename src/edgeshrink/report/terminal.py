@@ -111,5 +111,8 @@ def print_summary(run: RunRecord, console: Console) -> None:
         "simulated = no runtime kernel: figures from a simulation",
         style="dim",
     )
+    for failed in run.failed:
+        console.print(f"not built: {failed['name']}: {failed['error']}", style="yellow",
+                      markup=False, highlight=False)
     for line in _recommendation_lines(run):
         console.print(line)

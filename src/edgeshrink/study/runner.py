@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 import torch
 
+from edgeshrink.errors import UserError
 from edgeshrink.measure.artifact import (
     encoded_file_size,
     evaluate_outputs,
@@ -154,7 +155,18 @@ def run_study(
         note = (lambda step, n=spec.name: on_progress(n, step)) if on_progress else None
         rec = _reusable(previous, spec, run_dir) if previous else None
         if rec is None:
-            art, seconds = _build(spec, task, art_dir, note)
+            try:
+                art, seconds = _build(spec, task, art_dir, note)
+            except UserError as exc:
+                if spec.name == BASELINE:
+                    raise
+                # A method that cannot handle this model: say why, and go on with the rest.
+                run.failed.append({"name": spec.name, "recipe": spec.recipe_dicts(),
+                                   "error": str(exc)})
+                save_run(run, run_dir)
+                if on_progress:
+                    on_progress(spec.name, "done")
+                continue
             if note:
                 note("measure")
             base = run.baseline.value if run.baseline else None
