@@ -51,6 +51,9 @@ class StaticInt8Config(Config):
             mixed-precision answer for the few most sensitive layers.
         ops: ONNX op types to quantize (empty: ONNX Runtime's default set). ``("MatMul",
             "Gemm")`` leaves residual Adds and LayerNorms in FP32 (transformers).
+        bias_correction: after quantizing, shift each Conv/Gemm's int32 bias by the
+            per-channel mean output error against FP32 on calibration data
+            (:mod:`edgeshrink.quant.biascorr`; Nagel et al. 2019).
 
     Example:
         >>> cfg = StaticInt8Config(calibrator="entropy", exclude=("^features\\.0\\.",))
@@ -67,6 +70,7 @@ class StaticInt8Config(Config):
     calibration_samples: int = 256
     exclude: tuple[str, ...] = ()
     ops: tuple[str, ...] = ()
+    bias_correction: bool = False
 
     def __post_init__(self) -> None:
         check_patterns(self.exclude)
@@ -253,11 +257,16 @@ def _static(cfg: StaticInt8Config, model: nn.Module, ctx: TransformContext) -> A
         pre = _fp32_export(model, ctx, Path(tmp))
         ranges = activation_ranges(pre, ctx.task.calibration, cfg)
         out = qdq_quantize(pre, Path(tmp) / "int8.onnx", ranges, cfg)
+        if cfg.bias_correction:
+            from edgeshrink.quant.biascorr import correct_biases
+
+            data = ctx.task.calibration.head(min(cfg.calibration_samples, 128))
+            correct_biases(pre, out, list(data.numpy_batches(32)))
         path = save_onnx(onnx.load(str(out)), ctx.artifact_path())
     notes = {
         "format": "QDQ", "activations": cfg.activations, "calibrator": cfg.calibrator,
         "per_channel": cfg.per_channel, "symmetric_activations": cfg.symmetric_activations,
-        "excluded": list(cfg.exclude),
+        "excluded": list(cfg.exclude), "bias_correction": cfg.bias_correction,
     }  # fmt: skip
     return Artifact(path=path, model=model, precision="int8", notes=notes)
 
