@@ -92,7 +92,7 @@ def _ort_variant(path: Path, task, t0: float) -> _Variant:
     return _Variant(lambda: sess.run(None, one), outs, path.stat().st_size, secs)
 
 
-def _fn_variant(fn, task, size, t0: float, *, batch: int = 1) -> _Variant:
+def _fn_variant(fn, size, *, task, t0: float, batch: int = 1) -> _Variant:
     secs = time.perf_counter() - t0
     outs = np.concatenate([np.asarray(fn(*b)) for b in task.eval.numpy_batches(batch)])
     one = tuple(a[:1] for a in task.eval.inputs)
@@ -105,7 +105,7 @@ def _ours(ctx, task, recipe: list, name: str) -> _Variant:
     t0 = time.perf_counter()
     art = apply_recipe(recipe, TransformContext(task=task, workdir=ctx.work, name=name))
     if art.simulate is not None:  # the OpenVINO target
-        return _fn_variant(art.simulate, task, art.notes.get("ir_bytes"), t0)
+        return _fn_variant(art.simulate, art.notes.get("ir_bytes"), task=task, t0=t0)
     return _ort_variant(art.path, task, t0)
 
 
@@ -122,7 +122,7 @@ def _torch_dynamic(model, task, t0: float) -> _Variant:
         with torch.no_grad():
             return q(*(torch.from_numpy(a) for a in arrays)).numpy()
 
-    return _fn_variant(fn, task, None, t0, batch=EVAL_BATCH)
+    return _fn_variant(fn, None, task=task, t0=t0, batch=EVAL_BATCH)
 
 
 def _table(ctx, task, variants: dict, label: str, metric_names: list[str]) -> str:
@@ -146,12 +146,24 @@ def _table(ctx, task, variants: dict, label: str, metric_names: list[str]) -> st
 
 
 def _fp32(ctx, task, key: str) -> tuple[Path, _Variant]:
-    from edgeshrink.export import export_onnx
-
+    """FP32 ONNX with the exporter's own names: ORT's quantizer mis-handles the compacted
+    ``t1a``-style names of edgeshrink's shipped files (its S8S8 output failed to load)."""
     t0 = time.perf_counter()
-    path = export_onnx(task.model, task.example_inputs(), ctx.work / f"{key}-fp32.onnx",
-                       input_names=task.input_names, dynamic_axes=task.dynamic_axes)  # fmt: skip
+    axes = {name: {0: "batch"} for name in task.input_names}
+    for name, extra in (task.dynamic_axes or {}).items():
+        axes.setdefault(name, {}).update(extra)
+    path = ctx.export_onnx(task.model, task.example_inputs(), ctx.work / f"{key}-fp32.onnx",
+                           input_names=list(task.input_names), dynamic_axes=axes)  # fmt: skip
     return path, _ort_variant(path, task, t0)
+
+
+def _peer(ctx, v: dict, name: str, build) -> None:
+    """Add a peer's row; a peer that fails is logged and left out (the table still runs)."""
+    t0 = time.perf_counter()
+    try:
+        v[name] = build(t0)
+    except Exception as exc:
+        ctx.log(f"{name} failed: {type(exc).__name__}: {exc}")
 
 
 # ------------------------------------------------------------------------------ sections
@@ -166,12 +178,11 @@ def mobilenet(ctx) -> str:
     fp32, base = _fp32(ctx, task, "mnv2")
     v = {"ORT FP32": base}
     for method in ("MinMax", "Percentile"):
-        t0 = time.perf_counter()
-        path = _ort_static(fp32, ctx.work / f"mnv2-ort-{method}.onnx", task, method)
-        v[f"peer: ORT quantizer U8S8 {method}"] = _ort_variant(path, task, t0)
-    t0 = time.perf_counter()
-    fn, size = _nncf(fp32, task, ctx.work / "mnv2-nncf.xml")
-    v["peer: NNCF + OpenVINO INT8"] = _fn_variant(fn, task, size, t0)
+        out = ctx.work / f"mnv2-ort-{method}.onnx"
+        _peer(ctx, v, f"peer: ORT quantizer U8S8 {method}", lambda t0, m=method, o=out:
+              _ort_variant(_ort_static(fp32, o, task, m), task, t0))  # fmt: skip
+    _peer(ctx, v, "peer: NNCF + OpenVINO INT8",
+          lambda t0: _fn_variant(*_nncf(fp32, task, ctx.work / "mnv2-nncf.xml"), t0=t0, task=task))
     ctx.log("mobilenet peers done")
     edges = edge_layers(task.model)
     bc = {"bias_correction": True}
@@ -203,10 +214,10 @@ def minilm(ctx) -> str:
     fp32, base = _fp32(ctx, task, "minilm")
     v = {"ORT FP32": base}
     for pc in (False, True):
-        t0 = time.perf_counter()
-        path = _ort_dynamic(fp32, ctx.work / f"minilm-dyn-{pc}.onnx", pc)
-        v[f"peer: ORT dynamic per-{'channel' if pc else 'tensor'}"] = _ort_variant(path, task, t0)
-    v["peer: torch dynamic (eager)"] = _torch_dynamic(task.model, task, time.perf_counter())
+        out = ctx.work / f"minilm-dyn-{pc}.onnx"
+        _peer(ctx, v, f"peer: ORT dynamic per-{'channel' if pc else 'tensor'}",
+              lambda t0, p=pc, o=out: _ort_variant(_ort_dynamic(fp32, o, p), task, t0))
+    _peer(ctx, v, "peer: torch dynamic (eager)", lambda t0: _torch_dynamic(task.model, task, t0))
     ctx.log("minilm peers done")
     mm = ("MatMul", "Gemm")
     ours = {
@@ -232,14 +243,14 @@ def onet(ctx) -> str:
     task = load_task("zoo:onet-faces")
     fp32, base = _fp32(ctx, task, "onet")
     v = {"ORT FP32": base}
-    t0 = time.perf_counter()
-    path = _ort_static(fp32, ctx.work / "onet-ort.onnx", task, "MinMax")
-    v["peer: ORT quantizer U8S8 per-channel MinMax"] = _ort_variant(path, task, t0)
-    t0 = time.perf_counter()
-    fn, size = _nncf(fp32, task, ctx.work / "onet-nncf.xml")
-    v["peer: NNCF + OpenVINO INT8"] = _fn_variant(fn, task, size, t0)
-    for cal in ("minmax", "percentile", "entropy", "mse"):
+    _peer(ctx, v, "peer: ORT quantizer U8S8 per-channel MinMax", lambda t0: _ort_variant(
+        _ort_static(fp32, ctx.work / "onet-ort.onnx", task, "MinMax"), task, t0))  # fmt: skip
+    _peer(ctx, v, "peer: NNCF + OpenVINO INT8",
+          lambda t0: _fn_variant(*_nncf(fp32, task, ctx.work / "onet-nncf.xml"), t0=t0, task=task))
+    for cal in ("minmax", "percentile", "mse"):
         v[f"ours: static {cal}"] = _ours(ctx, task, [StaticInt8Config(calibrator=cal)], f"o-{cal}")
+    v["ours: mse + bias correction"] = _ours(
+        ctx, task, [StaticInt8Config(calibrator="mse", bias_correction=True)], "o-mse-bc")
     return _table(ctx, task, v, "O-Net", ["accuracy", "roc_auc", "mean_abs_dp_face"])
 
 

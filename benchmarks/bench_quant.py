@@ -177,13 +177,16 @@ def _variants(ctx, key: str, model, task, calib: np.ndarray, best_cal: str) -> t
     import torch
 
     from edgeshrink.data import Dataset
-    from edgeshrink.export import export_onnx, ort_session, run_onnx
+    from edgeshrink.export import ort_session, run_onnx
     from edgeshrink.quant import OpenVinoInt8Config, StaticInt8Config, quantize
     from edgeshrink.transforms import TransformContext, apply_recipe
 
     evalx = task.eval.inputs[0]
     x1 = evalx[:1]
-    fp32 = export_onnx(model, (torch.from_numpy(x1),), ctx.work / f"{key}-fp32.onnx")
+    # the exporter's own names: ORT's quantizer wrote an unloadable S8S8 file from the
+    # compacted (t1a-style) names of edgeshrink's shipped files
+    fp32 = ctx.export_onnx(model, (torch.from_numpy(x1),), ctx.work / f"{key}-fp32.onnx",
+                           dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
     data = Dataset((calib,), np.zeros(len(calib)))
     files = {"ORT FP32": fp32}
     files[f"edgeshrink INT8 ORT (U8S8, {best_cal})"] = quantize(

@@ -21,7 +21,8 @@ def _mean_shift(task, path) -> float:
 def test_bias_correction_removes_the_mean_shift(tiny, tmp_path):
     shifts, biases = {}, {}
     for bc in (False, True):
-        cfg = StaticInt8Config(calibrator="mse", per_channel=False, bias_correction=bc)
+        cfg = StaticInt8Config(calibrator="mse", per_channel=False, bias_correction=bc,
+                               calibration_samples=64)
         art = quantize(tiny.model, cfg, tiny.calibration, workdir=tmp_path, name=f"b{bc}")
         shifts[bc] = _mean_shift(tiny, art.path)
         g = onnx.load(str(art.path)).graph
