@@ -154,3 +154,19 @@ def test_a_candidate_the_method_cannot_handle_is_reported_and_the_study_goes_on(
     assert [c.name for c in run.candidates] == ["int8-static"]
     assert run.failed[0]["name"] == "impossible" and "macs_reduction" in run.failed[0]["error"]
     assert "Not built on this model" in write_report(tmp_path).read_text()
+
+
+def test_sensitivity_scan_lands_in_the_record_and_the_report(digits_task, tmp_path):
+    from edgeshrink.report.html import write_report
+
+    plan = [CandidateSpec("int8-static", (StaticInt8Config(),))]
+    run = run_study(digits_task, plan, tmp_path, threads=(1,), budget_s=0.05, sensitivity=True)
+    sparsity, bits = run.sensitivity["sparsity"], run.sensitivity["bits"]
+    assert set(sparsity["layers"]) == {"features.0.weight", "features.3.weight",
+                                       "classifier.1.weight", "classifier.3.weight"}
+    for values in sparsity["layers"].values():
+        assert len(values) == len(sparsity["levels"])
+        assert values[0] >= values[-1]  # more zeros never help a trained layer this much
+    assert bits["levels"] == [8, 6, 4, 2] and len(bits["layers"]) == 4
+    html = write_report(tmp_path).read_text()
+    assert "Per-layer sensitivity" in html

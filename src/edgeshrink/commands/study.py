@@ -29,6 +29,8 @@ def study(
     resume: bool = typer.Option(False, help="Keep finished candidates of a previous run in OUT."),
     threads: str = typer.Option("1,2", help="Thread counts to time at batch 1 (largest is primary)."),
     finetune_epochs: int = typer.Option(3, min=0, help="Epochs of retraining after pruning."),
+    sensitivity: bool = typer.Option(
+        False, help="Also scan per-layer sensitivity to sparsity and bit width (heat maps)."),
     device: str = typer.Option(None, help="Device profile to recommend for (`edgeshrink devices`)."),
     max_size: str = typer.Option(None, help="Largest artifact on the device, e.g. 200KB."),
     max_latency: str = typer.Option(None, help="Slowest batch-1 latency on the device, e.g. 5ms."),
@@ -83,7 +85,7 @@ def study(
                 bar.update(job, description=f"{name}: {step}")
 
         run = run_study(the_task, specs, out, resume=resume, threads=thread_counts,
-                        on_progress=on_progress)
+                        sensitivity=sensitivity, on_progress=on_progress)
     measured = None
     if bench_json:
         from edgeshrink.bench.merge import apply_device_bench, device_latencies

@@ -129,11 +129,13 @@ def run_study(
     resume: bool = False,
     threads: tuple[int, ...] = (1, 2),
     budget_s: float = 1.0,
+    sensitivity: bool = False,
     on_progress: Callable[[str, str], None] | None = None,
 ) -> RunRecord:
     """Build and measure the baseline and every candidate of ``plan`` into ``out``.
 
     ``budget_s`` is the timing budget per thread count (after warm-up, at least 50 runs).
+    ``sensitivity`` adds the per-layer scans of :func:`sensitivity_scan` to the record.
     ``on_progress(candidate, step)`` is called as work advances (the CLI draws a bar).
     ``results.json`` is rewritten after every candidate.
     """
@@ -150,6 +152,11 @@ def run_study(
         machine=machine_info(),
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )
+    if sensitivity:
+        if on_progress:
+            on_progress("sensitivity", "per-layer scan")
+        run.sensitivity = (previous.sensitivity if previous and previous.sensitivity
+                           else sensitivity_scan(task))
     specs = [CandidateSpec(BASELINE, ())] + list(plan)
     for spec in specs:
         note = (lambda step, n=spec.name: on_progress(n, step)) if on_progress else None
@@ -183,6 +190,22 @@ def run_study(
         if on_progress:
             on_progress(spec.name, "done")
     return run
+
+
+def sensitivity_scan(task: Task) -> dict:
+    """Per-layer sensitivity of the task's model to pruning and to quantization.
+
+    ``{"sparsity": {...}, "bits": {...}}`` in the schema the report draws as heat maps:
+    the metric on the calibration set with one layer alone pruned to each sparsity level
+    (magnitude) or quantized to each bit width.
+    """
+    from edgeshrink.prune.sensitivity import scan
+    from edgeshrink.quant.mixed import layer_sensitivity
+
+    return {
+        "sparsity": scan(task.model, task)["sparsity"],
+        "bits": layer_sensitivity(task.model, task.calibration, task.metric),
+    }
 
 
 def clean_run_dir(run_dir: Path) -> None:
