@@ -21,8 +21,10 @@ setup: $(STAMP)
 system:
 	bash .ci/system-packages.sh
 
+# The default study (LeNet-5 on real MNIST digits) with per-layer sensitivity, and the
+# advisor's pick for a Cortex-M7 microcontroller: runs/demo/{results.json,report.html}.
 demo: setup
-	$(BIN)/edgeshrink study
+	$(BIN)/edgeshrink study --sensitivity --device cortex-m7
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
