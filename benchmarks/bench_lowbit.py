@@ -158,15 +158,20 @@ def _codebooks(work: Path) -> list[str]:
                     "the QDQ ONNX file.", ""]
 
 
-def run(ctx=None) -> str:
+def run(ctx=None, *, echo: bool = False) -> str:
     import torch
 
     torch.set_num_threads(2)
     work = Path(ctx.work if ctx is not None else tempfile.mkdtemp(prefix="bench-lowbit-"))
     work.mkdir(parents=True, exist_ok=True)
-    parts = _deep_compression(work) + _qat_vs_ptq(work) + _advanced(work) + _codebooks(work)
+    parts: list[str] = []
+    for section in (_deep_compression, _codebooks, _advanced, _qat_vs_ptq):
+        lines = section(work)
+        if echo:  # sections take minutes each on 2 busy cores: show them as they finish
+            print("\n".join(lines), flush=True)
+        parts += lines
     return "\n".join(parts)
 
 
 if __name__ == "__main__":
-    print(run(None))
+    run(None, echo=True)
