@@ -156,11 +156,13 @@ def _kl_for_threshold(hist: np.ndarray, i: int, levels: int) -> float:
     return _kl(p, q)
 
 
-def _best_kl_bin(hist: np.ndarray, levels: int) -> int:
-    """Bin index (exclusive end) whose clipping minimizes KL, over at most ~512 candidates."""
+def _best_kl_bin(hist: np.ndarray, levels: int, first: int = 0) -> int:
+    """Bin index (exclusive end, at least ``first``) whose clipping minimizes KL, over at
+    most ~512 candidates."""
     n = len(hist)
-    step = max(1, (n - levels) // 512)
-    candidates = list(range(levels, n + 1, step))
+    first = min(max(levels, first), n)
+    step = max(1, (n - first) // 512)
+    candidates = list(range(first, n + 1, step))
     if candidates[-1] != n:
         candidates.append(n)
     divs = [_kl_for_threshold(hist, i, levels) for i in candidates]
@@ -202,7 +204,10 @@ def entropy_range(
         origin = stats.edge0 + start * width
     if len(hist) <= levels or hist.sum() == 0:
         return lo, hi
-    t = origin + _best_kl_bin(hist, levels) * width
+    # Affine grid: the range must reach past zero (a threshold below it would clip every
+    # positive value: seen on MobileNetV2's signed projection-conv outputs).
+    first = 0 if symmetric else int(np.ceil(-origin / width)) + 1
+    t = origin + _best_kl_bin(hist, levels, first) * width
     if symmetric:
         return max(lo, -t), min(hi, t)
     return lo, max(min(hi, t), 0.0)

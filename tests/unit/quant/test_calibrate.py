@@ -71,3 +71,12 @@ def test_calibrators_really_differ():
 def test_unknown_calibrator_is_a_user_error():
     with pytest.raises(UserError, match="calibrator"):
         calibrate_range(TensorStats.from_array(HEAVY), "kmeans")
+
+
+def test_affine_entropy_range_reaches_past_zero():
+    # Signed, mostly negative with a long positive tail (a projection conv's output): the
+    # KL search must not pick a threshold below zero, which would clip every positive value.
+    data = np.concatenate([-np.abs(RNG.standard_normal(150_000)) * 0.5,
+                           np.abs(RNG.standard_t(3, 50_000))])  # fmt: skip
+    lo, hi = entropy_range(TensorStats.from_array(data))
+    assert lo == pytest.approx(data.min()) and hi > 1.0
