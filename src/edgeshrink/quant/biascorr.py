@@ -6,12 +6,11 @@ network. Correcting each Conv/Gemm bias by the per-channel mean error over calib
 removes it (Nagel et al. 2019 "Data-Free Quantization", sec. 4.2, empirical form; Finkelstein
 et al. 2019; NNCF's FastBiasCorrection does the same for OpenVINO).
 
-All layers are corrected from one pass of both models; because a corrected upstream layer
-changes what downstream layers see, the pass is repeated (``iterations``), each time on the
-corrected model. The int32 bias of ORT's QDQ format is rewritten in its own scale.
+One pass of the FP32 model gives every layer's input mean; the int32 bias of ORT's QDQ
+format is rewritten in its own scale.
 
 Example:
-    >>> correct_biases("fp32.onnx", "int8.onnx", batches, iterations=2)
+    >>> correct_biases("fp32.onnx", "int8.onnx", batches)
 """
 
 from __future__ import annotations
@@ -65,26 +64,61 @@ def output_means(model: onnx.ModelProto, tensors: list[str], batches: list) -> d
     return {t: s / max(count, 1) for t, s in sums.items()}
 
 
-def correct_biases(
-    fp32_path: Path | str, qdq_path: Path | str, batches: list, *, iterations: int = 2
-) -> int:
-    """Rewrite ``qdq_path``'s int32 biases in place; returns the number of layers corrected."""
+def _weight_error(fp32: onnx.ModelProto, model: onnx.ModelProto, name: str) -> np.ndarray:
+    """``W_q - W`` of node ``name`` (QDQ int8 weight dequantized, minus the FP32 weight)."""
+    f_inits = {t.name: t for t in fp32.graph.initializer}
+    q_inits = {t.name: t for t in model.graph.initializer}
+    fnode = next(n for n in fp32.graph.node if n.name == name)
+    qnode = next(n for n in model.graph.node if n.name == name)
+    dq = next(n for n in model.graph.node if qnode.input[1] in n.output)
+    q = numpy_helper.to_array(q_inits[dq.input[0]]).astype(np.float64)
+    scale = numpy_helper.to_array(q_inits[dq.input[1]]).astype(np.float64)
+    zp = numpy_helper.to_array(q_inits[dq.input[2]]).astype(np.float64) if len(dq.input) > 2 else 0.0
+    shape = (-1,) + (1,) * (q.ndim - 1)
+    if np.ndim(scale):
+        scale, zp = scale.reshape(shape), np.reshape(zp, shape) if np.ndim(zp) else zp
+    w = numpy_helper.to_array(f_inits[fnode.input[1]]).astype(np.float64)
+    return (q - zp) * scale - w
+
+
+def _shift(err: np.ndarray, mean_in: np.ndarray, node) -> np.ndarray:
+    """Per-output-channel ``E[(W_q - W) x]`` for an input with per-channel mean ``mean_in``
+    (spatially constant; padding ignored)."""
+    if node.op_type == "Gemm":
+        trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+        return (err if trans_b else err.T) @ mean_in
+    group = next((a.i for a in node.attribute if a.name == "group"), 1)
+    per_out = err.reshape(err.shape[0], err.shape[1], -1).sum(-1)  # (out, in/group)
+    if group == 1:
+        return per_out @ mean_in
+    cin = err.shape[1]
+    idx = (np.arange(err.shape[0]) // (err.shape[0] // group))[:, None] * cin + np.arange(cin)
+    return (per_out * mean_in[idx]).sum(1)
+
+
+def correct_biases(fp32_path: Path | str, qdq_path: Path | str, batches: list) -> int:
+    """Rewrite ``qdq_path``'s int32 biases in place; returns the number of layers corrected.
+
+    The correction is each layer's own expected weight-quantization error on FP32 inputs,
+    ``E[(W_q - W) x] = (W_q - W) E[x]`` (Nagel et al. 2019, sec. 4.2, with ``E[x]`` measured
+    on calibration data instead of derived from BatchNorm). Correcting every layer by the
+    error measured at its output in the quantized model instead (upstream drift included)
+    over-corrects when all layers are corrected at once: MobileNetV2 fell to 0 % agreement.
+    """
     fp32 = onnx.load(str(fp32_path))
     model = onnx.load(str(qdq_path))
     nodes = _biased_nodes(model)
-    fp_out = {n.name: n.output[0] for n in fp32.graph.node if n.name in nodes}
-    nodes = {k: v for k, v in nodes.items() if k in fp_out}
+    fnodes = {n.name: n for n in fp32.graph.node if n.name in nodes}
+    nodes = {k: v for k, v in nodes.items() if k in fnodes}
     if not nodes:
         return 0
-    ref = output_means(fp32, list(fp_out.values()), batches)
+    means = output_means(fp32, sorted({fnodes[k].input[0] for k in nodes}), batches)
     inits = {t.name: t for t in model.graph.initializer}
-    for _ in range(iterations):
-        got = output_means(model, [v[0] for v in nodes.values()], batches)
-        for name, (out, bias_name, scale_name) in nodes.items():
-            delta = got[out] - ref[fp_out[name]]
-            q = numpy_helper.to_array(inits[bias_name]).astype(np.float64)
-            scale = numpy_helper.to_array(inits[scale_name]).astype(np.float64)
-            new = np.clip(np.round(q - delta / scale), -(2**31), 2**31 - 1).astype(np.int32)
-            inits[bias_name].CopyFrom(numpy_helper.from_array(new, bias_name))
+    for name, (_, bias_name, scale_name) in nodes.items():
+        delta = _shift(_weight_error(fp32, model, name), means[fnodes[name].input[0]], fnodes[name])
+        q = numpy_helper.to_array(inits[bias_name]).astype(np.float64)
+        scale = numpy_helper.to_array(inits[scale_name]).astype(np.float64)
+        new = np.clip(np.round(q - delta / scale), -(2**31), 2**31 - 1).astype(np.int32)
+        inits[bias_name].CopyFrom(numpy_helper.from_array(new, bias_name))
     onnx.save(model, str(qdq_path))
     return len(nodes)
