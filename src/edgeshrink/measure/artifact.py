@@ -12,7 +12,8 @@ from edgeshrink.data import Dataset
 from edgeshrink.export import ort_session, run_onnx
 
 __all__ = [
-    "file_sizes", "encoded_file_size", "onnx_outputs", "evaluate_outputs", "latency_stats", "peak_memory_mb", "sha256",
+    "file_sizes", "encoded_file_size", "onnx_outputs", "runtime_figures", "evaluate_outputs",
+    "latency_stats", "peak_memory_mb", "sha256",
 ]
 
 
@@ -81,3 +82,70 @@ def peak_memory_mb(path: Path | str, inputs: tuple[np.ndarray, ...], threads: in
 
     names = [i.name for i in _session(path, 1).get_inputs()]
     return peak_memory_fresh_process(path, dict(zip(names, inputs, strict=True)), threads=threads)
+
+
+_OV_CHILD = r"""
+import json, sys
+import numpy as np, openvino as ov
+ir, npz, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+arrays = np.load(npz)
+cfg = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32",
+       "PERFORMANCE_HINT": "LATENCY"}
+compiled = ov.Core().compile_model(ir, "CPU", cfg)
+feeds = [arrays[f"arr_{k}"] for k in range(len(arrays.files))]
+for _ in range(3):
+    compiled(feeds)
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
+print(json.dumps({"peak_kb": int(hwm.split()[1])}))
+"""
+
+
+def _openvino_figures(art, inputs: tuple[np.ndarray, ...], threads, budget_s: float) -> dict:
+    """Size, latency and fresh-process memory of an OpenVINO IR (``.xml`` + ``.bin``)."""
+    import hashlib
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    import openvino as ov
+
+    from edgeshrink.bench.timing import summarize, time_interleaved
+    from edgeshrink.quant.openvino import compile_openvino
+
+    ir = Path(art.notes["ir"])
+    blob = ir.read_bytes() + ir.with_suffix(".bin").read_bytes()
+    model = ov.Core().read_model(str(ir))
+    by_threads = {}
+    for t in threads:
+        run = compile_openvino(model, t)
+        samples = time_interleaved({"m": lambda run=run: run(*inputs)}, warmup=10, runs=None,
+                                   budget_s=budget_s)["m"]
+        stats = summarize(samples)
+        by_threads[str(t)] = {k: stats[k] for k in ("p50", "p90", "p99", "min", "mean", "count")}
+    with tempfile.TemporaryDirectory() as tmp:
+        npz = Path(tmp) / "inputs.npz"
+        np.savez(npz, *inputs)
+        out = subprocess.run([sys.executable, "-c", _OV_CHILD, str(ir), str(npz), str(max(threads))],
+                             capture_output=True, text=True, check=True, timeout=600)
+    return {
+        "path": ir, "size": len(blob), "compressed": len(zlib.compress(blob, 9)),
+        "sha256": hashlib.sha256(blob).hexdigest(), "by_threads": by_threads,
+        "peak_mb": json.loads(out.stdout.strip().splitlines()[-1])["peak_kb"] / 1024.0,
+    }
+
+
+def runtime_figures(art, inputs: tuple[np.ndarray, ...], threads: tuple[int, ...],
+                    budget_s: float = 1.0) -> dict:
+    """The shipped file's bytes, latency per thread count and fresh-process peak memory,
+    in the runtime that runs it: ONNX Runtime (also for ``simulated`` candidates, whose
+    dense decoded file is what runs at load) or OpenVINO."""
+    if art.runtime == "openvino":
+        return _openvino_figures(art, inputs, threads, budget_s)
+    size, compressed = file_sizes(art.path)
+    return {
+        "path": art.path, "size": size, "compressed": compressed, "sha256": sha256(art.path),
+        "by_threads": {str(t): latency_stats(art.path, inputs, t, budget_s=budget_s)
+                       for t in threads},
+        "peak_mb": peak_memory_mb(art.path, inputs, threads=max(threads)),
+    }

@@ -14,8 +14,8 @@ from edgeshrink.report._common import (
     FAMILY_COLORS,
     fmt_bytes,
     fmt_drop,
-    fmt_latency,
     fmt_metric,
+    latency_source,
     marks,
     metric_info,
 )
@@ -30,6 +30,15 @@ PARETO_MARK = "◆"
 RECOMMENDED_MARK = "★"
 
 
+_RUNTIME = {"onnxruntime": "ORT", "openvino": "OpenVINO", "simulated": "simulated"}
+
+
+def _latency(c: CandidateRecord) -> str:
+    """p50 in ms; a source other than this machine's measurement is named after it."""
+    source = latency_source(c)
+    return f"{c.p50:.3g}" + ("" if source == "measured" else f" ({source})")
+
+
 def _row(c: CandidateRecord, unit: str, pareto: frozenset[str], recommended: str | None):
     from rich.text import Text
 
@@ -37,39 +46,46 @@ def _row(c: CandidateRecord, unit: str, pareto: frozenset[str], recommended: str
     simulated = c.runtime == "simulated"
     return [
         Text(c.name, style="bold" if c.name == recommended else ""),  # Text: no markup
-        Text(c.family, style=color),
+        Text(c.family[:5] if c.family == "quantization" else c.family, style=color),
         fmt_metric(c.value, unit),
         "-" if c.family == "baseline" else fmt_drop(c.metric_drop),
         fmt_bytes(c.size_bytes),
         fmt_bytes(c.stored_bytes),
-        fmt_latency(c),
-        Text(c.runtime, style="yellow" if simulated else ""),
+        _latency(c),
+        Text(_RUNTIME.get(c.runtime, c.runtime), style="yellow" if simulated else ""),
         PARETO_MARK if c.name in pareto else "",
         Text(RECOMMENDED_MARK, style="bold green") if c.name == recommended else "",
     ]
 
 
-def _table(run: RunRecord):
+def _table(run: RunRecord, width: int = 200):
     from rich.table import Table
 
     name, unit, higher = metric_info(run)
     m = marks(run)
-    table = Table(title=f"{run.task}: {len(run.candidates)} candidates", title_justify="left")
+    table = Table(title=f"{run.task}: {len(run.candidates)} candidates", title_justify="left",
+                  padding=(0, 1), collapse_padding=True)
+    widest = max((len(c.name) for c in run.all_candidates()), default=9)
+    table.add_column("candidate", min_width=min(widest, 26 if width >= 110 else 20),
+                     overflow="fold")
     for header, justify in [
-        ("candidate", "left"),
         ("family", "left"),
         (f"{name} {'↑' if higher else '↓'}", "right"),
         ("drop", "right"),
         ("file", "right"),
         ("stored", "right"),
-        ("p50 latency (source)", "right"),
+        ("p50 ms", "right"),
         ("runtime", "left"),
-        ("pareto", "center"),
-        ("rec", "center"),
+        (PARETO_MARK, "center"),
+        (RECOMMENDED_MARK, "center"),
     ]:
-        table.add_column(header, justify=justify, no_wrap=header != "candidate")
+        table.add_column(header, justify=justify, no_wrap=True)
+    narrow = width < 110  # drop family and raw file size (stored is the honest figure)
+    if narrow:
+        table.columns = [col for i, col in enumerate(table.columns) if i not in (1, 4)]
     for c in run.all_candidates():
-        table.add_row(*_row(c, unit, m.pareto, m.recommended))
+        row = _row(c, unit, m.pareto, m.recommended)
+        table.add_row(*(v for i, v in enumerate(row) if not (narrow and i in (1, 4))))
     return table
 
 
@@ -104,7 +120,7 @@ def print_summary(run: RunRecord, console: Console) -> None:
     Example:
         >>> print_summary(load_run("runs/demo"), Console())  # doctest: +SKIP
     """
-    console.print(_table(run))
+    console.print(_table(run, console.width))
     console.print(
         f"{PARETO_MARK} on the Pareto front (metric, stored size, p50 latency)   "
         f"{RECOMMENDED_MARK} recommended   stored = deflated or encoded size   "

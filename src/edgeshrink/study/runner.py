@@ -20,11 +20,8 @@ from edgeshrink.errors import UserError
 from edgeshrink.measure.artifact import (
     encoded_file_size,
     evaluate_outputs,
-    file_sizes,
-    latency_stats,
     onnx_outputs,
-    peak_memory_mb,
-    sha256,
+    runtime_figures,
 )
 from edgeshrink.measure.model_stats import count_macs, count_params, weight_sparsity
 from edgeshrink.results import CandidateRecord, RunRecord, pareto_front, save_run
@@ -70,12 +67,12 @@ def measure_artifact(
         agree = float(np.mean(reference.argmax(1) == outputs.argmax(1)))
         notes["top1_agreement_with_pytorch"] = round(100.0 * agree, 3)
     notes["max_abs_diff_vs_pytorch"] = float(np.max(np.abs(reference - outputs)))
-    size, compressed = file_sizes(art.path)
-    notes["sha256"] = sha256(art.path)  # matches `edgeshrink bench --json` files from a device
-    notes["onnx_nodes"] = len(onnx.load(str(art.path), load_external_data=False).graph.node)
     example = tuple(t.numpy() for t in task.example_inputs())
-    by_threads = {str(t): latency_stats(art.path, example, t, budget_s=budget_s) for t in threads}
-    main = str(max(threads))
+    figures = runtime_figures(art, example, threads, budget_s)
+    notes["sha256"] = figures["sha256"]  # matches `edgeshrink bench --json` files from a device
+    if art.runtime != "openvino":
+        notes["onnx_nodes"] = len(onnx.load(str(art.path), load_external_data=False).graph.node)
+    by_threads, main = figures["by_threads"], str(max(threads))
     macs, act = count_macs(art.model, task.example_inputs())
     sparsity = weight_sparsity(art.model)
     encoded = art.size_encoded_bytes
@@ -88,12 +85,12 @@ def measure_artifact(
         metric={"name": task.metric.name, "value": value, "unit": task.metric.unit,
                 "extras": values},
         metric_drop=0.0 if baseline_value is None else task.metric.drop(baseline_value, value),
-        size_bytes=size,
-        size_compressed_bytes=compressed,
+        size_bytes=figures["size"],
+        size_compressed_bytes=figures["compressed"],
         size_encoded_bytes=encoded,
         latency_ms={**by_threads[main], "threads": int(main), "batch": 1,
                     "by_threads": by_threads, "source": "measured"},
-        peak_memory_mb=peak_memory_mb(art.path, example, threads=max(threads)),
+        peak_memory_mb=figures["peak_mb"],
         params=count_params(art.model),
         macs=macs,
         activation_elems=act,
@@ -101,7 +98,7 @@ def measure_artifact(
         sparsity_kind=sparsity_kind_of(spec.recipe),
         precision=art.precision,
         runtime=art.runtime,
-        artifact=str(art.path.relative_to(run_dir)),
+        artifact=str(Path(figures["path"]).relative_to(run_dir)),
         notes=notes,
     )
 
