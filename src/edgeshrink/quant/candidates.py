@@ -33,7 +33,7 @@ def study_candidates(task=None, *, epochs: int = 2):
         return specs
     return [
         CandidateSpec("qat-int8", (QatConfig(bits=8, epochs=epochs),)),
-        CandidateSpec("qat-int4", (QatConfig(bits=4, act_bits=0, epochs=epochs, lr=1e-3),)),
+        CandidateSpec("qat-int4", (QatConfig(bits=4, act_bits=0, epochs=epochs),)),
         *specs,
         CandidateSpec("binary", (LowBitConfig(scheme="binary", ends_bits=8, epochs=epochs,
                                               lr=1e-3),)),

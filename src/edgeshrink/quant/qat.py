@@ -54,7 +54,8 @@ class QatConfig(Config):
         epochs: fine-tuning epochs on the task's training data.
         lr: Adam learning rate (weights and steps).
         per_channel: one weight step per output channel (else one per layer).
-        distill: weight of distillation from the original model (see FinetuneConfig).
+        distill: weight of distillation from the original model (see FinetuneConfig);
+            0.5 recovered all of ResNet-20's 4-bit PTQ loss where labels alone did not.
         calibration_batches: batches of calibration data that set the activation ranges.
     """
 
@@ -66,7 +67,7 @@ class QatConfig(Config):
     epochs: int = 2
     lr: float = 1e-4
     per_channel: bool = True
-    distill: float = 0.0
+    distill: float = 0.5
     calibration_batches: int = 4
 
     def __post_init__(self) -> None:
