@@ -470,14 +470,14 @@ def advise_run(run_dir: Path | str, device: str | Profile, constraints: Constrai
 
 
 def _fill_node_counts(run_dir: Path, run: RunRecord) -> None:
-    """Per-node runtime overhead needs the graph size: read it from ONNX artifacts."""
+    """Per-node runtime overhead needs the graph size: count what ORT runs of each artifact."""
     for c in run.all_candidates():
         path = run_dir / c.artifact
         if "onnx_nodes" in c.notes or path.suffix != ".onnx" or not path.is_file():
             continue
         try:
-            import onnx
+            from edgeshrink.measure.artifact import runtime_node_count
 
-            c.notes["onnx_nodes"] = len(onnx.load(str(path), load_external_data=False).graph.node)
+            c.notes["onnx_nodes"] = runtime_node_count(path)
         except Exception:  # a damaged artifact only costs the estimate its node count
             continue

@@ -13,7 +13,7 @@ from edgeshrink.export import ort_session, run_onnx
 
 __all__ = [
     "file_sizes", "encoded_file_size", "onnx_outputs", "runtime_figures", "evaluate_outputs",
-    "latency_stats", "peak_memory_mb", "sha256",
+    "latency_stats", "peak_memory_mb", "sha256", "runtime_node_count",
 ]
 
 
@@ -21,6 +21,24 @@ def sha256(path: Path | str) -> str:
     from edgeshrink.bench.session import sha256_file
 
     return sha256_file(path)
+
+
+def runtime_node_count(path: Path | str) -> int:
+    """Nodes ONNX Runtime dispatches for the file: the graph after its portable fusions
+    (``ORT_ENABLE_EXTENDED``: Conv+activation, LayerNorm, GELU, attention, ...), not the
+    exporter's node list. Each costs a dispatch, which dominates small models' latency."""
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        opts.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+        opts.log_severity_level = 3
+        ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        return len(onnx.load(opts.optimized_model_filepath, load_external_data=False).graph.node)
 
 
 def file_sizes(path: Path | str) -> tuple[int, int]:

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import onnx
 import torch
 
 from edgeshrink.errors import UserError
@@ -22,6 +21,7 @@ from edgeshrink.measure.artifact import (
     evaluate_outputs,
     onnx_outputs,
     runtime_figures,
+    runtime_node_count,
 )
 from edgeshrink.measure.model_stats import count_macs, count_params, weight_sparsity
 from edgeshrink.results import CandidateRecord, RunRecord, pareto_front, save_run
@@ -71,7 +71,7 @@ def measure_artifact(
     figures = runtime_figures(art, example, threads, budget_s)
     notes["sha256"] = figures["sha256"]  # matches `edgeshrink bench --json` files from a device
     if art.runtime != "openvino":
-        notes["onnx_nodes"] = len(onnx.load(str(art.path), load_external_data=False).graph.node)
+        notes["onnx_nodes"] = runtime_node_count(art.path)  # per-dispatch overhead estimates
     by_threads, main = figures["by_threads"], str(max(threads))
     macs, act = count_macs(art.model, task.example_inputs())
     sparsity = weight_sparsity(art.model)
