@@ -1,4 +1,8 @@
-"""What machine a measurement came from: CPU, cores, vector flags, package versions."""
+"""What machine a measurement came from: CPU, cores, vector flags, package versions.
+
+The CPU facts come from :mod:`edgeshrink.bench.machine` (what ``edgeshrink bench`` reports
+on a device), so a study's ``results.json`` and a device's bench JSON name the same flags.
+"""
 
 from __future__ import annotations
 
@@ -6,45 +10,29 @@ import contextlib
 import os
 import platform
 from importlib import metadata
-from pathlib import Path
+
+from edgeshrink.bench.machine import cpu_flags
+from edgeshrink.bench.machine import machine_info as _bench_machine_info
 
 __all__ = ["machine_info", "cpu_flags"]
 
-_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "fma", "neon",
-          "asimddp")
-
-
-def cpu_flags() -> list[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    for line in text.splitlines():
-        if line.startswith(("flags", "Features")):
-            have = set(line.split(":", 1)[1].split())
-            return [f for f in _FLAGS if f in have]
-    return []
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
 
 def machine_info() -> dict:
+    """``{cpu, cores, flags, platform, python, versions}`` of this machine (``results.json``).
+
+    Example:
+        >>> machine_info()["cores"] >= 1
+        True
+    """
     versions = {}
     for pkg in ("torch", "onnxruntime", "onnx", "numpy", "edgeshrink"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[pkg] = metadata.version(pkg)
+    bench = _bench_machine_info()
     return {
-        "cpu": _cpu_model(),
+        "cpu": bench["cpu_model"] or platform.machine(),
         "cores": os.cpu_count(),
-        "flags": cpu_flags(),
+        "flags": bench["cpu_flags"],
         "platform": platform.platform(),
         "python": platform.python_version(),
         "versions": versions,
