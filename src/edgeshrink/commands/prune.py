@@ -65,13 +65,9 @@ def build_recipe(method: str | None, sparsity: float | None, sets: list[str],
 
 
 def _torch_metric(model, task) -> float:
-    import numpy as np
-    import torch
+    from edgeshrink.measure.model_stats import torch_outputs
 
-    with torch.no_grad():
-        outs = [model(*xs) for xs, _ in task.eval.batches(256)]
-    out = np.concatenate([(o[0] if isinstance(o, tuple | list) else o).numpy() for o in outs])
-    return task.metric(out, task.eval.targets)
+    return task.metric(torch_outputs(model, task.eval, 256), task.eval.targets)
 
 
 def _facts(model) -> tuple[int, int, float]:

@@ -1,11 +1,14 @@
-"""Facts about a PyTorch model: parameters, MACs, activation volume, sparsity."""
+"""Facts about a PyTorch model: parameters, MACs, activation volume, sparsity, outputs."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["count_params", "count_macs", "weight_sparsity", "prunable_weights"]
+__all__ = [
+    "count_params", "count_macs", "weight_sparsity", "prunable_weights", "torch_outputs",
+]
 
 
 def count_params(model: nn.Module) -> int:
@@ -53,3 +56,21 @@ def count_macs(model: nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> tu
         for h in handles:
             h.remove()
     return int(counter.get_total_flops() // 2), int(elems)
+
+
+def torch_outputs(model: nn.Module, data, batch_size: int = 128) -> np.ndarray:
+    """First output of ``model`` over the ``edgeshrink.data.Dataset`` ``data``, stacked (numpy).
+
+    The PyTorch counterpart of ``measure.artifact.onnx_outputs``; the model is run as it is
+    (call ``.eval()`` first where that matters).
+
+    Example:
+        >>> torch_outputs(task.model, task.eval).shape  # doctest: +SKIP
+        (1000, 10)
+    """
+    outs = []
+    with torch.no_grad():
+        for xs, _ in data.batches(batch_size):
+            out = model(*xs)
+            outs.append((out[0] if isinstance(out, tuple | list) else out).numpy())
+    return np.concatenate(outs)

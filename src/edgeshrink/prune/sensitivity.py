@@ -31,6 +31,7 @@ from torch import nn
 from edgeshrink.config import Config, check_choice, check_range, register_config
 from edgeshrink.data import Dataset
 from edgeshrink.errors import UserError
+from edgeshrink.measure.model_stats import torch_outputs
 from edgeshrink.prune.unstructured import (
     UnstructuredConfig,
     magnitude_mask,
@@ -93,12 +94,7 @@ def layer_sizes(model: nn.Module, exclude: tuple[str, ...] = ()) -> dict[str, in
 
 
 def _outputs(model: nn.Module, data: Dataset, batch_size: int = 256) -> np.ndarray:
-    outs = []
-    with torch.no_grad():
-        for xs, _ in data.batches(batch_size):
-            out = model(*xs)
-            outs.append((out[0] if isinstance(out, tuple | list) else out).numpy())
-    return np.concatenate(outs).astype(np.float64)
+    return torch_outputs(model, data, batch_size).astype(np.float64)
 
 
 def _log_softmax(z: np.ndarray) -> np.ndarray:

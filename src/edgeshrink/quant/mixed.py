@@ -19,12 +19,11 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
-import numpy as np
-import torch
 from torch import nn
 
 from edgeshrink.config import Config, check_range, register_config
 from edgeshrink.data import Dataset
+from edgeshrink.measure.model_stats import torch_outputs
 from edgeshrink.quant.fake import (
     QuantSpec,
     QuantWrap,
@@ -81,9 +80,7 @@ class MixedConfig(Config):
 
 
 def _score(model: nn.Module, data: Dataset, metric) -> float:
-    with torch.no_grad():
-        out = np.concatenate([model(*xs).numpy() for xs, _ in data.batches(256)])
-    return metric(out, data.targets)
+    return metric(torch_outputs(model, data, 256), data.targets)
 
 
 def apply_bits(model: nn.Module, bits: dict[str, int]) -> nn.Module:

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from edgeshrink.errors import UserError
 from edgeshrink.measure.artifact import (
@@ -23,7 +22,12 @@ from edgeshrink.measure.artifact import (
     runtime_figures,
     runtime_node_count,
 )
-from edgeshrink.measure.model_stats import count_macs, count_params, weight_sparsity
+from edgeshrink.measure.model_stats import (
+    count_macs,
+    count_params,
+    torch_outputs,
+    weight_sparsity,
+)
 from edgeshrink.results import CandidateRecord, RunRecord, pareto_front, save_run
 from edgeshrink.study.machine import machine_info
 from edgeshrink.study.plan import CandidateSpec, family_of, sparsity_kind_of
@@ -33,15 +37,6 @@ from edgeshrink.transforms import Artifact, TransformContext, apply_recipe
 __all__ = ["run_study", "measure_artifact", "BASELINE"]
 
 BASELINE = "baseline"
-
-
-def _torch_outputs(model, data, batch_size: int = 128) -> np.ndarray:
-    outs = []
-    with torch.no_grad():
-        for xs, _ in data.batches(batch_size):
-            out = model(*xs)
-            outs.append((out[0] if isinstance(out, tuple | list) else out).numpy())
-    return np.concatenate(outs)
 
 
 def measure_artifact(
@@ -62,7 +57,7 @@ def measure_artifact(
     values = task.metric.all(outputs, task.eval.targets)
     value = values.pop(task.metric.name)
     notes = dict(art.notes)
-    reference = _torch_outputs(art.model, task.eval)
+    reference = torch_outputs(art.model, task.eval)
     if reference.ndim == 2 and reference.shape[1] > 1 and task.metric.unit == "%":
         agree = float(np.mean(reference.argmax(1) == outputs.argmax(1)))
         notes["top1_agreement_with_pytorch"] = round(100.0 * agree, 3)
