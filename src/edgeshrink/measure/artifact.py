@@ -96,9 +96,8 @@ def latency_stats(
 def peak_memory_mb(path: Path | str, inputs: tuple[np.ndarray, ...], threads: int = 2) -> float:
     """Peak RSS (MiB) of a fresh process loading and running ``path``; see ``edgeshrink.bench``."""
     from edgeshrink.bench.runner import peak_memory_fresh_process
-    from edgeshrink.export import ort_session as _session
 
-    names = [i.name for i in _session(path, 1).get_inputs()]
+    names = [i.name for i in ort_session(path, 1).get_inputs()]
     return peak_memory_fresh_process(path, dict(zip(names, inputs, strict=True)), threads=threads)
 
 

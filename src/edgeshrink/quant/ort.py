@@ -304,13 +304,6 @@ def _fp16(_cfg: Fp16Config, model: nn.Module, ctx: TransformContext) -> Artifact
     return Artifact(path=path, model=model, precision="fp16", notes={"io": "fp32"})
 
 
-def initializer_bytes(path: Path) -> int:
-    """Bytes of all initializers (weights) in an ONNX file."""
-    model = onnx.load(str(path))
-    return int(sum(np.prod(t.dims) * onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
-                   for t in model.graph.initializer))
-
-
 def matmul_dominated(model: nn.Module, group_size: int = 32) -> bool:
     """Whether Linear layers hold most weights and all take inputs divisible by the group."""
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]

@@ -27,10 +27,8 @@ __all__ = [
     "fmt_bytes",
     "fmt_metric",
     "fmt_drop",
-    "fmt_latency",
     "fmt_value",
     "recipe_steps",
-    "recipe_text",
     "sensitivity_maps",
 ]
 
@@ -93,10 +91,6 @@ def latency_source(c: CandidateRecord) -> str:
     return str(c.latency_ms.get("source", "measured"))
 
 
-def fmt_latency(c: CandidateRecord) -> str:
-    return f"{c.p50:.3f} ms ({latency_source(c)})"
-
-
 def fmt_value(v: Any) -> str:
     """A profile/constraint value as short text: numbers trimmed, containers as JSON."""
     if isinstance(v, bool) or v is None:
@@ -115,11 +109,6 @@ def recipe_steps(recipe: list[dict[str, Any]]) -> list[str]:
         args = ", ".join(f"{k}={fmt_value(v)}" for k, v in step.items() if k != "kind")
         steps.append(f"{step.get('kind', '?')}({args})")
     return steps
-
-
-def recipe_text(recipe: list[dict[str, Any]]) -> str:
-    """The recipe on one line, steps joined by arrows; ``(none)`` for the baseline."""
-    return " → ".join(recipe_steps(recipe)) or "(none)"
 
 
 def sensitivity_maps(run: RunRecord) -> dict[str, dict[str, Any]]:
