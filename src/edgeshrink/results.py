@@ -55,7 +55,8 @@ class CandidateRecord:
         sparsity: fraction of zero weights over prunable layers (0..1).
         sparsity_kind: ``none``, ``unstructured``, ``structured`` or ``n:m``.
         precision: the weight precision that ships: ``fp32``, ``fp16``, ``int8``, ``int4``, ...
-        runtime: ``onnxruntime``, or ``simulated`` where no runtime executes the format.
+        runtime: ``onnxruntime``, ``openvino``, or ``simulated`` where no runtime executes the
+            format.
         artifact: path of the artifact relative to the run folder.
         notes: free-form facts (e.g. the quantization format, how a simulated one runs).
     """

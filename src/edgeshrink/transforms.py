@@ -10,7 +10,8 @@ A recipe without an artifact step ends in a plain FP32 ONNX export. This is the
 torchao ``quantize_`` pattern: a dict from config class to handler, no framework.
 
 Example:
-    >>> art = apply_recipe([UnstructuredConfig(0.8), FinetuneConfig()], task, workdir)
+    >>> ctx = TransformContext(task=task, workdir=workdir)
+    >>> art = apply_recipe([UnstructuredConfig(0.8), FinetuneConfig()], ctx)
 """
 
 from __future__ import annotations
@@ -43,9 +44,11 @@ class Artifact:
             decoded file that ONNX Runtime runs at load time).
         model: the PyTorch model the artifact came from (pruned, FP32), or its simulation.
         precision: weight precision that ships (``fp32``, ``fp16``, ``int8``, ``int4``, ...).
-        runtime: ``onnxruntime``, or ``simulated`` when no runtime executes the format.
+        runtime: ``onnxruntime``, ``openvino`` (the shipped file is the IR in
+            ``notes["ir"]``), or ``simulated`` when no runtime executes the format.
         size_encoded_bytes: bytes of the packed/encoded storage form, where one exists.
-        simulate: for ``simulated`` candidates, ``fn(inputs) -> outputs`` giving the metric.
+        simulate: ``fn(inputs) -> outputs`` giving the metric where ONNX Runtime on ``path``
+            does not (``simulated`` and ``openvino`` candidates).
         notes: facts for the report (quantization format, calibrator, ...).
     """
 

@@ -90,7 +90,7 @@ def _print(console, task, steps, art, before, after, out: Path) -> None:
     table.add_row("deflated bytes", f"{before[0][1]:,}", f"{after[0][1]:,}")
     if art.size_encoded_bytes:
         table.add_row("encoded bytes", "", f"{art.size_encoded_bytes:,}")
-    how = "simulated" if art.simulate else "ONNX Runtime"
+    how = {"simulated": "simulated", "openvino": "OpenVINO"}.get(art.runtime, "ONNX Runtime")
     table.add_row(f"{task.metric.name} ({task.metric.unit})", f"{before[1]:.3f} (ONNX Runtime)",
                   f"{after[1]:.3f} ({how})")
     console.print(table)
