@@ -64,7 +64,8 @@ def study(
                                             max_drop=max_drop, max_energy=max_energy)
     for path in bench_json or []:
         if not path.is_file():
-            raise UserError(f"--bench-json {path} does not exist.")
+            raise UserError(f"--bench-json {path} does not exist; write it with "
+                            "`edgeshrink bench --out` on the device.")
     if plan and plan.endswith((".yaml", ".yml")):
         resolve_plan(plan, None)  # a bad plan file fails before the model is loaded
     console = Console(stderr=True)

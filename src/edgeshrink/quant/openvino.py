@@ -75,7 +75,8 @@ def _openvino(cfg: OpenVinoInt8Config, model: nn.Module, ctx: TransformContext) 
         import nncf
         import openvino as ov
     except ImportError:
-        raise UserError("openvino_int8 needs OpenVINO and NNCF: pip install nncf openvino.") from None
+        raise UserError("openvino_int8 needs OpenVINO and NNCF; install them with "
+                        "`pip install nncf openvino`.") from None
     from edgeshrink.export import export_onnx
 
     task = ctx.task

