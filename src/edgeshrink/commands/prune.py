@@ -91,7 +91,6 @@ def prune(
 ) -> None:
     """Prune a task's model once; print parameters, sparsity and metric before -> after."""
     import io
-    import shutil
     import tempfile
 
     import torch
@@ -116,8 +115,6 @@ def prune(
         art = apply_recipe(steps, ctx)
         value = the_task.metric(onnx_outputs(art.path, the_task.eval), the_task.eval.targets)
         atomic_write_bytes(out, art.path.read_bytes())
-        for extra in Path(tmp).glob(f"{art.path.name}.data"):
-            shutil.copyfile(extra, out.parent / extra.name)
     buf = io.BytesIO()
     torch.save(art.model.state_dict(), buf)
     atomic_write_bytes(out.with_suffix(".pt"), buf.getvalue())

@@ -53,6 +53,7 @@ def quantize(
 ) -> None:
     """Quantize a task's model once; print size and metric of FP32 -> quantized, both in ORT."""
     import tempfile
+    import zlib
 
     from rich.console import Console
 
@@ -77,8 +78,17 @@ def quantize(
         ev, targets = the_task.eval, the_task.eval.targets
         before = (file_sizes(fp32), the_task.metric(onnx_outputs(fp32, ev), targets))
         outputs = evaluate_outputs(art.simulate, ev) if art.simulate else onnx_outputs(art.path, ev)
-        after = (file_sizes(art.path), the_task.metric(outputs, targets))
-        atomic_write_bytes(out, art.path.read_bytes())
+        if art.runtime == "openvino":  # what ships is the IR pair, not the FP32 ONNX it came from
+            ir = Path(art.notes["ir"])
+            blob = ir.read_bytes() + ir.with_suffix(".bin").read_bytes()
+            sizes = (len(blob), len(zlib.compress(blob, 9)))
+            for suffix in (".xml", ".bin"):
+                atomic_write_bytes(out.with_suffix(suffix), ir.with_suffix(suffix).read_bytes())
+            out = out.with_suffix(".xml")
+        else:
+            sizes = file_sizes(art.path)
+            atomic_write_bytes(out, art.path.read_bytes())
+        after = (sizes, the_task.metric(outputs, targets))
     _print(Console(), the_task, steps, art, before, after, out)
 
 
