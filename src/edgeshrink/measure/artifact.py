@@ -13,7 +13,7 @@ from edgeshrink.export import ort_session, run_onnx
 
 __all__ = [
     "file_sizes", "encoded_file_size", "onnx_outputs", "runtime_figures", "evaluate_outputs",
-    "latency_stats", "peak_memory_mb", "sha256", "runtime_node_count",
+    "latency_stats", "sha256", "runtime_node_count",
 ]
 
 
@@ -76,29 +76,18 @@ def evaluate_outputs(simulate: Callable, data: Dataset, batch_size: int = 128) -
     return np.concatenate([simulate(*xs) for xs in data.numpy_batches(batch_size)])
 
 
-def latency_stats(
-    path: Path | str, inputs: tuple[np.ndarray, ...], threads: int, *, budget_s: float = 1.0
-) -> dict:
-    """Latency (ms) of the file in ONNX Runtime at batch 1: warm-up, then at least 50 runs
-    and until ``budget_s`` has passed (capped at 5,000 runs); see ``edgeshrink.bench``."""
+def latency_stats(session, feeds: dict[str, np.ndarray], threads: int, *,
+                  budget_s: float = 1.0) -> dict:
+    """Latency (ms) of an ORT session at batch 1: warm-up, then at least 50 runs and until
+    ``budget_s`` has passed (capped at 5,000 runs); see ``edgeshrink.bench``."""
     from edgeshrink.bench.timing import measure_latency
 
-    session = ort_session(path, threads)
-    feeds = {i.name: x for i, x in zip(session.get_inputs(), inputs, strict=True)}
     stats = measure_latency(session, feeds, threads=threads, runs=50, budget_s=None)
     if stats["mean"] * 50 / 1e3 < budget_s:  # fast model: spend the budget for a stable median
         stats = measure_latency(session, feeds, threads=threads, warmup=0, runs=5000,
                                 budget_s=budget_s)
     return {k: stats[k] for k in ("p50", "p90", "p99", "min", "mean", "count", "cpu_util")
             if k in stats}
-
-
-def peak_memory_mb(path: Path | str, inputs: tuple[np.ndarray, ...], threads: int = 2) -> float:
-    """Peak RSS (MiB) of a fresh process loading and running ``path``; see ``edgeshrink.bench``."""
-    from edgeshrink.bench.runner import peak_memory_fresh_process
-
-    names = [i.name for i in ort_session(path, 1).get_inputs()]
-    return peak_memory_fresh_process(path, dict(zip(names, inputs, strict=True)), threads=threads)
 
 
 _OV_CHILD = r"""
@@ -159,10 +148,17 @@ def runtime_figures(art, inputs: tuple[np.ndarray, ...], threads: tuple[int, ...
     dense decoded file is what runs at load) or OpenVINO."""
     if art.runtime == "openvino":
         return _openvino_figures(art, inputs, threads, budget_s)
+    from edgeshrink.bench.runner import peak_memory_fresh_process
+
     size, compressed = file_sizes(art.path)
+    by_threads, feeds = {}, None
+    for t in threads:
+        session = ort_session(art.path, t)
+        feeds = feeds or {i.name: x for i, x in zip(session.get_inputs(), inputs, strict=True)}
+        by_threads[str(t)] = latency_stats(session, feeds, t, budget_s=budget_s)
     return {
         "path": art.path, "size": size, "compressed": compressed, "sha256": sha256(art.path),
-        "by_threads": {str(t): latency_stats(art.path, inputs, t, budget_s=budget_s)
-                       for t in threads},
-        "peak_mb": peak_memory_mb(art.path, inputs, threads=max(threads)),
+        "by_threads": by_threads,
+        # the memory a device owner sees: a fresh process that loads and runs the file
+        "peak_mb": peak_memory_fresh_process(art.path, feeds, threads=max(threads)),
     }
