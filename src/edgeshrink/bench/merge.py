@@ -24,7 +24,10 @@ from edgeshrink.bench.session import sha256_file
 from edgeshrink.errors import UserError
 from edgeshrink.results import CandidateRecord, RunRecord
 
-__all__ = ["apply_device_bench", "load_bench_json", "device_measurements"]
+__all__ = [
+    "apply_device_bench", "load_bench_json", "device_measurements", "device_latencies",
+    "merge_device_benches",
+]
 
 
 def load_bench_json(path: Path | str) -> dict[str, Any]:
@@ -150,3 +153,15 @@ def device_latencies(run: RunRecord) -> dict[str, tuple[float, str]]:
         if lat.get("source") not in (None, "measured") and "p50" in lat:
             out[cand.name] = (float(lat["p50"]), str(lat["source"]))
     return out
+
+
+def merge_device_benches(
+    run: RunRecord, bench_jsons: list[Path | str], run_dir: Path | str
+) -> tuple[RunRecord, dict[str, tuple[float, str]]]:
+    """Apply device bench files to ``run``, save it in ``run_dir``, and return it with the
+    ``{candidate: (p50 ms, bench file)}`` the advisor takes as ``measured``."""
+    from edgeshrink.results import save_run
+
+    run = apply_device_bench(run, bench_jsons, run_dir=run_dir)
+    save_run(run, run_dir)
+    return run, device_latencies(run)

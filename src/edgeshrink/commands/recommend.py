@@ -36,12 +36,10 @@ def recommend(
                                  max_energy=max_energy)
     measured = None
     if bench_json:
-        from edgeshrink.bench.merge import apply_device_bench, device_latencies
-        from edgeshrink.results import load_run, save_run
+        from edgeshrink.bench.merge import merge_device_benches
+        from edgeshrink.results import load_run
 
-        run = apply_device_bench(load_run(run_dir), list(bench_json), run_dir=run_dir)
-        save_run(run, run_dir)
-        measured = device_latencies(run)
+        _, measured = merge_device_benches(load_run(run_dir), list(bench_json), run_dir)
     rec = advise_run(run_dir, device, cons, priority, measured=measured)
     print_recommendation(rec, Console(), run_dir)
 

@@ -48,7 +48,7 @@ def study(
     from edgeshrink.errors import UserError
     from edgeshrink.report.html import write_report
     from edgeshrink.report.terminal import print_summary
-    from edgeshrink.results import load_run, save_run
+    from edgeshrink.results import load_run
     from edgeshrink.study import resolve_plan, run_study
     from edgeshrink.study.runner import clean_run_dir
     from edgeshrink.task import load_task
@@ -62,10 +62,11 @@ def study(
         load_profile(device)  # an unknown device fails now, not after the study
         constraints = Constraints.from_text(max_size=max_size, max_latency=max_latency,
                                             max_drop=max_drop, max_energy=max_energy)
-    for path in bench_json or []:
-        if not path.is_file():
-            raise UserError(f"--bench-json {path} does not exist; write it with "
-                            "`edgeshrink bench --out` on the device.")
+    if bench_json:
+        from edgeshrink.bench.merge import load_bench_json
+
+        for path in bench_json:
+            load_bench_json(path)  # a missing or foreign file fails now, not after the study
     if plan and plan.endswith((".yaml", ".yml")):
         resolve_plan(plan, None)  # a bad plan file fails before the model is loaded
     console = Console(stderr=True)
@@ -89,11 +90,9 @@ def study(
                         sensitivity=sensitivity, on_progress=on_progress)
     measured = None
     if bench_json:
-        from edgeshrink.bench.merge import apply_device_bench, device_latencies
+        from edgeshrink.bench.merge import merge_device_benches
 
-        run = apply_device_bench(run, list(bench_json), run_dir=out)
-        save_run(run, out)
-        measured = device_latencies(run)
+        run, measured = merge_device_benches(run, list(bench_json), out)
     advice_error = None
     if device:
         from edgeshrink.advisor import advise_run
