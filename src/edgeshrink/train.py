@@ -20,6 +20,7 @@ from torch import nn
 from edgeshrink.config import Config, check_range, register_config
 from edgeshrink.data import Dataset
 from edgeshrink.errors import UserError
+from edgeshrink.transforms import transform
 
 __all__ = ["FinetuneConfig", "finetune", "fit", "zero_masks"]
 
@@ -116,3 +117,9 @@ def finetune(
 ) -> nn.Module:
     """Public verb: fine-tune a (pruned) model; see :class:`FinetuneConfig`."""
     return fit(model, dataclasses.replace(cfg), data, teacher=teacher)
+
+
+@transform(FinetuneConfig)
+def _handle(cfg: FinetuneConfig, model: nn.Module, ctx) -> nn.Module:
+    """A recipe step: retrain on the task's training split, distilling from ``ctx.teacher``."""
+    return fit(model, cfg, ctx.task.train, teacher=ctx.teacher, seed=ctx.seed)

@@ -98,7 +98,6 @@ def load_handlers() -> None:
 def apply_recipe(recipe: list[Config], ctx: TransformContext) -> Artifact:
     """Apply ``recipe`` to a copy of ``ctx.task.model``; always ends in an :class:`Artifact`."""
     from edgeshrink.export import export_onnx
-    from edgeshrink.train import FinetuneConfig, fit
 
     load_handlers()
     model = copy.deepcopy(ctx.task.model)
@@ -106,9 +105,6 @@ def apply_recipe(recipe: list[Config], ctx: TransformContext) -> Artifact:
     for i, cfg in enumerate(recipe):
         if ctx.on_step:
             ctx.on_step(cfg.kind)
-        if isinstance(cfg, FinetuneConfig):
-            model = fit(model, cfg, ctx.task.train, teacher=ctx.teacher, seed=ctx.seed)
-            continue
         handler = HANDLERS.get(type(cfg))
         if handler is None:
             raise UserError(f"no transform is registered for {cfg.kind!r}.")

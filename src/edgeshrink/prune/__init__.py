@@ -35,6 +35,6 @@ __all__ = [
 def prune(model: nn.Module, config, ctx: TransformContext | None = None) -> nn.Module:
     """Prune ``model`` in place according to ``config`` and return it."""
     handler = HANDLERS.get(type(config))
-    if handler is None or config.stage != "model":
+    if handler is None or config.family != "pruning":
         raise UserError(f"{type(config).__name__} is not a pruning config.")
     return handler(config, model, ctx)
