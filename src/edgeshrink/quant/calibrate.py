@@ -1,4 +1,5 @@
-"""Activation-range calibrators on collected statistics: min-max, percentile, entropy, MSE.
+"""Activation-range calibrators on collected statistics: min-max, mean min-max, percentile,
+entropy, MSE.
 
 We compute the ranges ourselves (numpy) and hand them to ONNX Runtime's QDQ quantizer,
 because ORT 1.31's own Entropy method, called through its public options, builds 128 bins
@@ -29,6 +30,7 @@ __all__ = [
     "TensorStats",
     "CALIBRATORS",
     "minmax_range",
+    "mean_minmax_range",
     "percentile_range",
     "entropy_range",
     "mse_range",
@@ -38,7 +40,7 @@ __all__ = [
     "expected_mse",
 ]
 
-CALIBRATORS = ("minmax", "percentile", "entropy", "mse")
+CALIBRATORS = ("minmax", "mean_minmax", "percentile", "entropy", "mse")
 DEFAULT_BINS = 2048
 
 
@@ -50,6 +52,8 @@ class TensorStats:
         lo, hi: the observed minimum and maximum.
         counts: histogram counts over ``[edge0, edge1]`` (see the module docstring).
         edge0, edge1: the histogram's span.
+        samples, sample_lo_sum, sample_hi_sum: how many samples were seen and the sums of
+            their own minima and maxima (for the mean min-max calibrator).
     """
 
     lo: float
@@ -59,6 +63,9 @@ class TensorStats:
     edge1: float
     zeros: int = 0
     at_lo: int = 0
+    samples: int = 0
+    sample_lo_sum: float = 0.0
+    sample_hi_sum: float = 0.0
 
     @property
     def signed(self) -> bool:
@@ -97,12 +104,21 @@ class TensorStats:
         self.zeros += int(np.count_nonzero(x == 0))
         self.at_lo += int(np.count_nonzero(x == self.lo)) if self.lo < 0 else 0
 
+    def add_samples(self, x: np.ndarray) -> None:
+        """Count the per-sample extremes of ``x`` (axis 0 is the sample axis)."""
+        flat = np.asarray(x).reshape(len(x), -1) if np.ndim(x) > 1 else np.reshape(x, (1, -1))
+        self.samples += flat.shape[0]
+        self.sample_lo_sum += float(flat.min(axis=1).astype(np.float64).sum())
+        self.sample_hi_sum += float(flat.max(axis=1).astype(np.float64).sum())
+
     @classmethod
     def from_array(cls, x: np.ndarray, bins: int = DEFAULT_BINS) -> TensorStats:
+        """Stats of ``x`` whose axis 0 holds the samples."""
         x = np.asarray(x)
         stats = cls.empty(float(x.min()), float(x.max()), bins)
         stats.lo, stats.hi = float(x.min()), float(x.max())
         stats.add(x)
+        stats.add_samples(x)
         return stats
 
 
@@ -112,6 +128,20 @@ class TensorStats:
 def minmax_range(stats: TensorStats) -> tuple[float, float]:
     """The observed extremes (always containing 0, as an affine int8 grid needs)."""
     return min(stats.lo, 0.0), max(stats.hi, 0.0)
+
+
+def mean_minmax_range(stats: TensorStats) -> tuple[float, float]:
+    """The mean over calibration samples of each sample's own minimum and maximum.
+
+    NNCF's default for per-tensor activations (``RangeEstimatorParametersSet.MEAN_MINMAX``):
+    a rare sample with an extreme value moves the range by 1/N of its excess instead of
+    setting it, which spends the 256 levels on what typical inputs produce.
+    """
+    if stats.samples == 0:
+        return minmax_range(stats)
+    lo = stats.sample_lo_sum / stats.samples
+    hi = stats.sample_hi_sum / stats.samples
+    return min(lo, 0.0), max(hi, 0.0)
 
 
 def _quantile(stats: TensorStats, q: float) -> float:
@@ -270,6 +300,8 @@ def calibrate_range(
     check_choice("calibrator", method, CALIBRATORS)
     if method == "minmax":
         return minmax_range(stats)
+    if method == "mean_minmax":
+        return mean_minmax_range(stats)
     if method == "percentile":
         return percentile_range(stats, percentile)
     if method == "entropy":
@@ -363,6 +395,7 @@ def _collect(onnx_path, batches: list, bins: int, max_values: int) -> dict[str, 
     lo = dict.fromkeys(names, np.inf)
     hi = dict.fromkeys(names, -np.inf)
     kept: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    per_sample: dict[str, TensorStats] = {n: TensorStats.empty(0.0, 0.0, 1) for n in names}
     for batch in batches:
         values = sess.run(names, dict(zip(inputs, batch, strict=True)))
         for name, value in zip(names, values, strict=True):
@@ -371,6 +404,8 @@ def _collect(onnx_path, batches: list, bins: int, max_values: int) -> dict[str, 
             lo[name] = min(lo[name], float(value.min()))
             hi[name] = max(hi[name], float(value.max()))
             kept[name].append(_subsample(value, per_batch, rng))
+            if value.ndim > 1 and value.shape[0] == len(batch[0]):  # has a sample axis
+                per_sample[name].add_samples(value)
     stats = {}
     for n in names:
         if not kept[n]:
@@ -378,6 +413,8 @@ def _collect(onnx_path, batches: list, bins: int, max_values: int) -> dict[str, 
         s = TensorStats.empty(lo[n], hi[n], bins)
         s.lo, s.hi = lo[n], hi[n]
         s.add(np.concatenate(kept[n]))
+        p = per_sample[n]
+        s.samples, s.sample_lo_sum, s.sample_hi_sum = p.samples, p.sample_lo_sum, p.sample_hi_sum
         stats[n] = s
     return stats
 

@@ -10,6 +10,7 @@ from edgeshrink.quant.calibrate import (
     TensorStats,
     calibrate_range,
     entropy_range,
+    mean_minmax_range,
     minmax_range,
     percentile_range,
     quant_mse,
@@ -23,6 +24,15 @@ RELU = np.maximum(RNG.standard_normal(200_000) * 2 + 0.5, 0)
 def test_minmax_is_the_extremes():
     s = TensorStats.from_array(HEAVY)
     assert minmax_range(s) == (HEAVY.min(), HEAVY.max())
+
+
+def test_mean_minmax_is_the_mean_of_per_sample_extremes():
+    x = RNG.standard_normal((50, 3, 8, 8))
+    x[7, 0, 0, 0] = 40.0  # one sample with an outlier moves the range by 1/50 of it
+    lo, hi = mean_minmax_range(TensorStats.from_array(x))
+    flat = x.reshape(50, -1)
+    assert hi == pytest.approx(flat.max(1).mean()) and lo == pytest.approx(flat.min(1).mean())
+    assert hi < 0.25 * x.max()
 
 
 @pytest.mark.parametrize("data", [HEAVY, RELU])
