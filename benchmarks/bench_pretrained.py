@@ -15,6 +15,7 @@ Run alone: ``.venv/bin/python benchmarks/run.py --only pretrained``.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import os
 import time
@@ -171,7 +172,6 @@ def _peer(ctx, v: dict, name: str, build) -> None:
 
 def mobilenet(ctx) -> str:
     from edgeshrink.quant import OpenVinoInt8Config, QatConfig, StaticInt8Config
-    from edgeshrink.quant.pretrained import edge_layers
     from edgeshrink.task import load_task
 
     task = load_task("zoo:mobilenetv2-imagenet")
@@ -184,16 +184,15 @@ def mobilenet(ctx) -> str:
     _peer(ctx, v, "peer: NNCF + OpenVINO INT8",
           lambda t0: _fn_variant(*_nncf(fp32, task, ctx.work / "mnv2-nncf.xml"), t0=t0, task=task))
     ctx.log("mobilenet peers done")
-    edges = edge_layers(task.model)
     bc = {"bias_correction": True}
     ours = {
         "ours: static percentile": [StaticInt8Config(calibrator="percentile")],
+        "ours: static mean min-max (NNCF's calibrator)": [
+            StaticInt8Config(calibrator="mean_minmax")],
         "ours: static mse": [StaticInt8Config(calibrator="mse")],
         "ours: percentile + bias correction": [StaticInt8Config(calibrator="percentile", **bc)],
         "ours: mse + bias correction": [StaticInt8Config(calibrator="mse", **bc)],
-        "ours: mse + bias corr., first+last FP32": [
-            StaticInt8Config(calibrator="mse", exclude=edges, **bc)],
-        "ours: OpenVINO target (NNCF on our calibration set)": [OpenVinoInt8Config()],
+        "ours: OpenVINO target (our QDQ, percentile + bias corr.)": [OpenVinoInt8Config()],
     }  # fmt: skip
     if os.environ.get("BENCH_QAT"):  # minutes on 2 busy cores: opt-in
         ours["ours: QAT 8/8, distillation 2 epochs"] = [QatConfig(epochs=2, lr=1e-5, distill=1.0)]
@@ -237,7 +236,7 @@ def minilm(ctx) -> str:
 
 
 def onet(ctx) -> str:
-    from edgeshrink.quant import StaticInt8Config
+    from edgeshrink.quant import OpenVinoInt8Config, StaticInt8Config
     from edgeshrink.task import load_task
 
     task = load_task("zoo:onet-faces")
@@ -249,8 +248,12 @@ def onet(ctx) -> str:
           lambda t0: _fn_variant(*_nncf(fp32, task, ctx.work / "onet-nncf.xml"), t0=t0, task=task))
     for cal in ("minmax", "percentile", "mse"):
         v[f"ours: static {cal}"] = _ours(ctx, task, [StaticInt8Config(calibrator=cal)], f"o-{cal}")
-    v["ours: mse + bias correction"] = _ours(
-        ctx, task, [StaticInt8Config(calibrator="mse", bias_correction=True)], "o-mse-bc")
+    for cal in ("percentile", "mse"):
+        v[f"ours: {cal} + bias correction"] = _ours(
+            ctx, task, [StaticInt8Config(calibrator=cal, bias_correction=True)], f"o-{cal}-bc")
+    if importlib.util.find_spec("openvino"):
+        v["ours: OpenVINO target (our QDQ, percentile + bias corr.)"] = _ours(
+            ctx, task, [OpenVinoInt8Config()], "o-ov")
     return _table(ctx, task, v, "O-Net", ["accuracy", "roc_auc", "mean_abs_dp_face"])
 
 

@@ -7,7 +7,7 @@
     the real MobileNetV2, with the peers in the same run: ORT's quantizer called directly
     (S8S8 default, U8S8), torch dynamic quantization, NNCF + OpenVINO INT8, OpenVINO FP32
     (forced f32), and edgeshrink's two INT8 targets (ORT U8S8 QDQ with the best calibrator;
-    OpenVINO via OpenVinoInt8Config). Accuracy: top-1 agreement and KL against FP32.
+    OpenVINO compiling our QDQ file, via OpenVinoInt8Config). Accuracy: top-1 agreement and KL against FP32.
 
 Run alone: ``.venv/bin/python benchmarks/run.py --only quant``.
 """
@@ -15,9 +15,11 @@ Run alone: ``.venv/bin/python benchmarks/run.py --only quant``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import io
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,8 +27,11 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-TASKS = ("lenet5-digits", "lenet5-mnist", "mobilenetv2-imagenet")
-CALIBRATORS = ("minmax", "percentile", "entropy", "mse")
+TASKS = ("lenet5-digits", "lenet5-mnist", "lenet300-mnist", "resnet20-mnist", "vit-mnist",
+         "onet-faces", "mobilenetv2-imagenet")
+CALIBRATORS = ("minmax", "mean_minmax", "percentile", "entropy", "mse")
+# (calibrator, bias correction): every calibrator plain, the two best with bias correction
+VARIANTS = (*((c, False) for c in CALIBRATORS), ("percentile", True), ("mse", True))
 
 
 class _Ctx:  # stand-in when run(None)
@@ -35,6 +40,7 @@ class _Ctx:  # stand-in when run(None)
         self.quick = True
         spec = importlib.util.spec_from_file_location("bench_run", HERE / "run.py")
         mod = importlib.util.module_from_spec(spec)
+        sys.modules["bench_run"] = mod  # dataclasses look their module up while it loads
         spec.loader.exec_module(mod)
         self._ctx = mod.Ctx(work=self.work, quick=True, threads=2)
 
@@ -75,11 +81,9 @@ def _scales(path) -> np.ndarray:
 
 
 def _fp32_metric(task) -> float:
-    import torch
+    from edgeshrink.measure.model_stats import torch_outputs
 
-    with torch.no_grad():
-        out = np.concatenate([task.model(*x).numpy() for x, _ in task.eval.batches(64)])
-    return task.metric(out, task.eval.targets)
+    return task.metric(torch_outputs(task.model.eval(), task.eval, 64), task.eval.targets)
 
 
 def calibration_table(ctx, tasks: dict) -> tuple[str, dict]:
@@ -92,21 +96,22 @@ def calibration_table(ctx, tasks: dict) -> tuple[str, dict]:
             continue
         fp32 = _fp32_metric(task)
         base_scales = None
-        for cal in CALIBRATORS:
+        for cal, bc in VARIANTS:
             for pc in (True, False):
+                cfg = StaticInt8Config(calibrator=cal, per_channel=pc, bias_correction=bc)
+                label = f"{cal} + bias corr." if bc else cal
                 t0 = time.perf_counter()
-                art = quantize(task.model, StaticInt8Config(calibrator=cal, per_channel=pc),
-                               task.calibration, input_names=task.input_names,
-                               workdir=ctx.work, name=f"{name}-{cal}-{pc}")  # fmt: skip
+                art = quantize(task.model, cfg, task.calibration, input_names=task.input_names,
+                               workdir=ctx.work, name=f"{name}-{cal}-{bc}-{pc}")  # fmt: skip
                 secs = time.perf_counter() - t0
                 metric = _eval(task, art.path)
                 scales = _scales(art.path)
                 base_scales = scales if cal == "minmax" and pc else base_scales
                 diff = float(np.mean(np.abs(np.log(scales / base_scales))))
-                rows.append([name, cal, "channel" if pc else "tensor", f"{metric:.2f}",
+                rows.append([name, label, "channel" if pc else "tensor", f"{metric:.2f}",
                              f"{metric - fp32:+.2f}", f"{diff:.3f}", f"{secs:.1f}"])  # fmt: skip
                 if name not in best or metric > best[name][1]:
-                    best[name] = (f"{cal}/{'channel' if pc else 'tensor'}", metric, fp32, art.path)
+                    best[name] = (f"{label}/{'channel' if pc else 'tensor'}", metric, fp32, cfg)
         ctx.log(f"calibration {name} done")
     table = ctx.table(["task", "calibrator", "weights", "metric", "vs FP32", "mean abs log "
                        "scale ratio vs min-max", "quantize s"], rows)  # fmt: skip
@@ -172,13 +177,13 @@ def _agreement(out: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
     return top1_agreement(out, ref), mean_kl(out, ref)
 
 
-def _variants(ctx, key: str, model, task, calib: np.ndarray, best_cal: str) -> tuple:
+def _variants(ctx, key: str, model, task, calib: np.ndarray, best_cfg) -> tuple:
     """``{name: (callable on one image, outputs on eval, size bytes)}`` for one model."""
     import torch
 
     from edgeshrink.data import Dataset
     from edgeshrink.export import ort_session, run_onnx
-    from edgeshrink.quant import OpenVinoInt8Config, StaticInt8Config, quantize
+    from edgeshrink.quant import OpenVinoInt8Config, quantize
     from edgeshrink.transforms import TransformContext, apply_recipe
 
     evalx = task.eval.inputs[0]
@@ -189,9 +194,10 @@ def _variants(ctx, key: str, model, task, calib: np.ndarray, best_cal: str) -> t
                            dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
     data = Dataset((calib,), np.zeros(len(calib)))
     files = {"ORT FP32": fp32}
-    files[f"edgeshrink INT8 ORT (U8S8, {best_cal})"] = quantize(
-        model, StaticInt8Config(calibrator=best_cal, calibration_samples=len(calib)), data,
-        workdir=ctx.work, name=f"{key}-es").path  # fmt: skip
+    cfg = dataclasses.replace(best_cfg, calibration_samples=len(calib))
+    label = cfg.calibrator + (" + bias corr." if cfg.bias_correction else "")
+    files[f"edgeshrink INT8 ORT (U8S8, {label})"] = quantize(
+        model, cfg, data, workdir=ctx.work, name=f"{key}-es").path  # fmt: skip
     files["ORT quantizer S8S8 (default)"] = _ort_direct(fp32, ctx.work / f"{key}-s8.onnx", calib,
                                                         uint8=False)  # fmt: skip
     files["ORT quantizer U8S8"] = _ort_direct(fp32, ctx.work / f"{key}-u8.onnx", calib, uint8=True)
@@ -219,17 +225,19 @@ def _variants(ctx, key: str, model, task, calib: np.ndarray, best_cal: str) -> t
     out["OpenVINO FP32 (forced f32)"] = (lambda: ov_f(x1), None, None)
     out["NNCF + OpenVINO INT8"] = (lambda: ov_q(x1), ov_out, ov_size)
     qtask = type(task)(task.name, model, None, data, task.eval, input_names=task.input_names)
-    art = apply_recipe([OpenVinoInt8Config(calibration_samples=len(calib))],
-                       TransformContext(task=qtask, workdir=ctx.work, name=f"{key}-es-ov"))
+    ov_cfg = OpenVinoInt8Config(calibrator=cfg.calibrator, bias_correction=cfg.bias_correction,
+                                calibration_samples=len(calib))  # fmt: skip
+    art = apply_recipe([ov_cfg], TransformContext(task=qtask, workdir=ctx.work, name=f"{key}-es-ov"))
     es_out = np.concatenate([art.simulate(evalx[i : i + 1]) for i in range(len(evalx))])
-    out["edgeshrink INT8 OpenVINO target"] = (lambda f=art.simulate: f(x1), es_out,
-                                             art.notes["ir_bytes"])  # fmt: skip
+    out[f"edgeshrink INT8 OpenVINO target (our QDQ, {label})"] = (
+        lambda f=art.simulate: f(x1), es_out, art.notes["ir_bytes"])  # fmt: skip
     return out
 
 
 def peers(ctx, tasks: dict, best: dict) -> str:
     import torch
 
+    from edgeshrink.quant import StaticInt8Config
     from edgeshrink.task import load_task
 
     torch.set_num_threads(2)
@@ -241,8 +249,9 @@ def peers(ctx, tasks: dict, best: dict) -> str:
     for label, task in models.items():
         key = label.split()[0]
         calib = task.calibration.inputs[0][:64]
-        best_cal = best.get("mobilenetv2-imagenet", ("percentile/",))[0].split("/")[0]
-        variants = _variants(ctx, key, task.model, task, calib, best_cal)
+        best_cfg = best.get("mobilenetv2-imagenet", (None, 0, 0, None))[3] or StaticInt8Config(
+            calibrator="percentile", bias_correction=True)
+        variants = _variants(ctx, key, task.model, task, calib, best_cfg)
         with torch.no_grad():
             ref = task.model(torch.from_numpy(task.eval.inputs[0])).numpy()
         fns = {n: v[0] for n, v in variants.items()}

@@ -60,8 +60,8 @@ def _quant_specs(task, transformer: bool) -> list:
             CandidateSpec("int8-static-mse", (StaticInt8Config(calibrator="mse"),)),
             CandidateSpec("int8-static-percentile-keep-ends",
                           (StaticInt8Config(calibrator="percentile", exclude=edges),)),
-            CandidateSpec("int8-static-mse-biascorr",
-                          (StaticInt8Config(calibrator="mse", bias_correction=True),)),
+            CandidateSpec("int8-static-percentile-biascorr",
+                          (StaticInt8Config(calibrator="percentile", bias_correction=True),)),
         ]  # fmt: skip
         if importlib.util.find_spec("openvino") and importlib.util.find_spec("nncf"):
             from edgeshrink.quant.openvino import OpenVinoInt8Config

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -52,16 +53,26 @@ def test_transformer_candidates_add_int4_and_smoothquant():
 
 @pytest.mark.skipif(not importlib.util.find_spec("openvino") or not importlib.util.find_spec("nncf"),
                     reason="openvino/nncf not installed")  # fmt: skip
-def test_openvino_target_matches_fp32(tiny, tmp_path):
+@pytest.mark.parametrize("quantizer", ["edgeshrink", "nncf"])
+def test_openvino_target_matches_fp32(tiny, tmp_path, quantizer):
+    import openvino as ov
     from _tiny import ctx_for
 
     from edgeshrink.quant import OpenVinoInt8Config
     from edgeshrink.transforms import apply_recipe
 
-    art = apply_recipe([OpenVinoInt8Config(calibration_samples=64)], ctx_for(tiny, tmp_path))
+    cfg = OpenVinoInt8Config(quantizer=quantizer, calibration_samples=64)
+    art = apply_recipe([cfg], ctx_for(tiny, tmp_path))
     x = tiny.eval.inputs[0][:64]
     got = np.concatenate([art.simulate(x[i : i + 1]) for i in range(len(x))])
     with torch.no_grad():
         ref = tiny.model(torch.from_numpy(x)).numpy()
     assert art.notes["runtime"] == "openvino" and art.notes["ir_bytes"] > 0
     assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.95
+    # What ships is INT8: the IR holds FakeQuantize (activations) and int8 weights.
+    ops = ov.Core().read_model(art.notes["ir"]).get_ordered_ops()
+    assert any(op.get_type_name() == "FakeQuantize" for op in ops)
+    assert any(op.get_type_name() == "Constant" and op.get_element_type() == ov.Type.i8
+               for op in ops)  # fmt: skip
+    fp32_bytes = 4 * sum(p.numel() for p in tiny.model.parameters())
+    assert Path(art.notes["ir"]).with_suffix(".bin").stat().st_size < 0.6 * fp32_bytes
