@@ -44,6 +44,7 @@ __all__ = [
     "layer_inputs_to_columns",
     "wanda_scores",
     "wanda_mask",
+    "mean_shift",
     "sparsegpt_prune_matrix",
     "prune_sparsegpt",
     "prune_wanda",
@@ -129,14 +130,22 @@ class WandaConfig(_OneShotConfig):
         exclude: regular expressions of weight names left dense.
         group: comparison group of the unstructured pattern: ``output`` (each output row
             loses ``sparsity`` of its weights, the paper's choice for LLMs) or ``layer``.
+        bias_correction: score with *centred* input norms ``||X_j - mean_j||_2`` and add
+            the pruned weights' mean contribution ``dW @ mean(X)`` to the layer's bias
+            (layers without a bias keep the plain score). Not in the paper: with inputs of
+            non-zero mean (post-ReLU, normalised pixel backgrounds) the errors of a row's
+            pruned weights add coherently through the mean, which the per-weight score
+            cannot see; the bias absorbs that part exactly.
     """
 
     kind = "wanda"
     group: str = "output"
+    bias_correction: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_choice("wanda.group", self.group, ("output", "layer"))
+        check_choice("wanda.bias_correction", self.bias_correction, (False, True))
 
 
 # ---- pure tensor maths -------------------------------------------------------------------
@@ -189,6 +198,16 @@ def wanda_mask(
     if k:
         keep.scatter_(1, torch.topk(scores, k, dim=1, largest=False).indices, False)
     return keep
+
+
+def mean_shift(w: torch.Tensor, keep: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """Bias change that restores a layer's mean output after pruning: ``(W * ~keep) @ mean``.
+
+    The least-squares constant correction of the output error ``(W * ~keep) @ X`` (for a
+    conv: per output channel, over every position), as in bias correction for quantization
+    (Nagel et al. 2019, "Data-Free Quantization", section 4.2).
+    """
+    return (w * ~keep) @ mean
 
 
 def _inverse_hessian_factor(h: torch.Tensor, damp: float) -> torch.Tensor:
@@ -335,13 +354,23 @@ def prune_wanda(model: nn.Module, cfg: WandaConfig, data: Dataset) -> nn.Module:
 
     def layer(_name: str, module: nn.Module, calib: Dataset) -> torch.Tensor:
         wmat = weight_matrix(module.weight.detach())
-        sq = torch.zeros(wmat.shape[1], dtype=torch.float64)
+        stats = {"sq": torch.zeros(wmat.shape[1], dtype=torch.float64),
+                 "sum": torch.zeros(wmat.shape[1], dtype=torch.float64), "t": 0}
 
         def acc(x):
-            sq.add_((x**2).sum(dim=1))
+            stats["sq"] += (x**2).sum(dim=1)
+            stats["sum"] += x.sum(dim=1)
+            stats["t"] += x.shape[1]
 
         _collect(module, model, calib, cfg.batch_size, acc)
-        keep = wanda_mask(wanda_scores(wmat.double(), sq.sqrt()), cfg.sparsity, n, m, group=cfg.group)
+        correct = cfg.bias_correction and module.bias is not None
+        mean = stats["sum"] / max(stats["t"], 1)
+        sq = stats["sq"] - stats["t"] * mean**2 if correct else stats["sq"]
+        scores = wanda_scores(wmat.double(), sq.clamp_min(0.0).sqrt())
+        keep = wanda_mask(scores, cfg.sparsity, n, m, group=cfg.group)
+        if correct:
+            with torch.no_grad():
+                module.bias.add_(mean_shift(wmat.double(), keep, mean).to(module.bias.dtype))
         return wmat * keep
 
     return _prune_sequential(model, cfg, data, layer)

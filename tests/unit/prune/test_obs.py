@@ -14,6 +14,7 @@ from edgeshrink.prune import SparseGPTConfig, UnstructuredConfig, WandaConfig, p
 from edgeshrink.prune.nm import is_nm_sparse
 from edgeshrink.prune.obs import (
     layer_inputs_to_columns,
+    mean_shift,
     prune_sparsegpt,
     prune_wanda,
     sparsegpt_prune_matrix,
@@ -134,6 +135,64 @@ def test_wanda_beats_magnitude_when_inputs_have_outlier_features():
     assert _err(wan, layer, x) < 0.7 * _err(mag, layer, x)
 
 
+def _offset_inputs(n=512, d=32, seed=0):
+    """Post-ReLU-like inputs: every feature has a large positive mean."""
+    return (_correlated_inputs(n, d, seed).abs() + 3.0).float()
+
+
+def test_wanda_bias_correction_restores_the_mean_output_and_lowers_the_error():
+    torch.manual_seed(0)
+    layer = nn.Linear(32, 16)
+    x = _offset_inputs()
+    calib = Dataset((x.numpy(),), np.zeros(len(x), np.int64))
+    plain = prune_wanda(copy.deepcopy(layer), WandaConfig(0.5), calib)
+    fixed = prune_wanda(copy.deepcopy(layer), WandaConfig(0.5, bias_correction=True), calib)
+    with torch.no_grad():
+        np.testing.assert_allclose(fixed(x).mean(0).numpy(), layer(x).mean(0).numpy(), atol=2e-4)
+        assert float((plain(x).mean(0) - layer(x).mean(0)).abs().max()) > 0.1  # it had a shift
+    assert float((fixed.weight == 0).float().mean()) == 0.5
+    assert _err(fixed, layer, x) < 0.5 * _err(plain, layer, x)
+
+
+def test_wanda_bias_correction_scores_with_centred_norms():
+    """A constant input feature has centred norm 0: corrected Wanda prunes it first (the bias
+    takes over its contribution); plain Wanda keeps it (its raw norm is the largest)."""
+    layer = nn.Linear(4, 1)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[1.0, 0.5, 0.6, 0.7]]))
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 4, generator=g)
+    x[:, 0] = 5.0
+    calib = Dataset((x.numpy(),), np.zeros(256, np.int64))
+    plain = prune_wanda(copy.deepcopy(layer), WandaConfig(0.25), calib)
+    fixed = prune_wanda(copy.deepcopy(layer), WandaConfig(0.25, bias_correction=True), calib)
+    wp, wf = plain.weight.detach()[0], fixed.weight.detach()[0]
+    assert float(wp[0]) == 1.0 and float(wp[1]) == 0.0
+    assert float(wf[0]) == 0.0
+    assert float(fixed.bias.detach()[0]) == pytest.approx(float(layer.bias.detach()[0]) + 5.0, abs=1e-5)
+
+
+def test_mean_shift_of_a_conv_is_the_per_channel_mean_output_error():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 5, 3, padding=1).double()
+    x = torch.randn(4, 3, 6, 6, dtype=torch.float64) + 2.0
+    w = weight_matrix(conv.weight.detach())
+    keep = torch.rand(w.shape) > 0.5
+    cols = layer_inputs_to_columns(conv, x)
+    err = ((w * ~keep) @ cols).mean(1)
+    np.testing.assert_allclose(mean_shift(w, keep, cols.mean(1)).numpy(), err.numpy(), atol=1e-12)
+
+
+def test_wanda_bias_correction_leaves_bias_free_layers_to_the_plain_score():
+    torch.manual_seed(0)
+    layer = nn.Linear(32, 16, bias=False)
+    calib = Dataset((_offset_inputs().numpy(),), np.zeros(512, np.int64))
+    plain = prune_wanda(copy.deepcopy(layer), WandaConfig(0.5), calib)
+    fixed = prune_wanda(copy.deepcopy(layer), WandaConfig(0.5, bias_correction=True), calib)
+    assert fixed.bias is None
+    assert torch.equal(plain.weight, fixed.weight)
+
+
 def test_handlers_use_the_task_calibration_and_support_2_4():
     t = task(cnn(), (4, 8, 8))
     ctx = TransformContext(t, None)
@@ -155,3 +214,9 @@ def test_depthwise_conv_is_refused_by_name():
 def test_bad_configs_are_user_errors(bad):
     with pytest.raises(UserError):
         SparseGPTConfig(**bad)
+
+
+@pytest.mark.parametrize("bad", [dict(group="row"), dict(bias_correction="yes")])
+def test_bad_wanda_configs_are_user_errors(bad):
+    with pytest.raises(UserError, match="wanda"):
+        WandaConfig(**bad)
