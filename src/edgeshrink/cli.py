@@ -63,11 +63,15 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit:
         raise
     except Exception as exc:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+        if _is_click(exc, "ClickException") and not debug:
             exc.show()
             raise SystemExit(2) from None
-        if isinstance(exc, click.exceptions.Exit):
+        if _is_click(exc, "Exit"):
             raise SystemExit(exc.exit_code) from None
         raise
+
+
+def _is_click(exc: Exception, name: str) -> bool:
+    """Whether ``exc`` is click's ``name`` exception, from click itself or from the copy
+    typer >= 0.20 vendors as ``typer._click`` (a different class with the same name)."""
+    return any(c.__name__ == name and "click" in c.__module__ for c in type(exc).__mro__)

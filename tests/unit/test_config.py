@@ -56,3 +56,4 @@ def test_configs_are_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.per_channel = False  # type: ignore[misc]
     assert Fp16Config().stage == "artifact"
+

@@ -111,6 +111,12 @@ def _quantization(task, epochs: int) -> list[CandidateSpec]:
             + simulated_study_candidates(task, epochs=max(1, epochs - 1)))
 
 
+def _pretrained(task, _epochs: int) -> list[CandidateSpec]:
+    from edgeshrink.quant.pretrained import pretrained_candidates
+
+    return pretrained_candidates(task)
+
+
 def _full(task, epochs: int) -> list[CandidateSpec]:
     return default_plan(task, finetune_epochs=epochs) + _pruning(task, epochs) + _quantization(
         task, epochs)
@@ -124,6 +130,9 @@ PLANS = {
     "quantization": ("every precision: INT8 by calibrator, dynamic, FP16, INT4, QAT, low-bit, "
                      "binary/ternary, k-means, power-of-two, mixed, Deep Compression",
                      _quantization),
+    "pretrained": ("for a large pretrained model: INT8 static (best calibrators, bias "
+                   "correction) / dynamic, FP16, INT4 where MatMuls dominate, OpenVINO INT8, "
+                   "Wanda 50 % and 2:4, structured (+INT8)", _pretrained),
     "full": ("default + pruning + quantization", _full),
 }
 
