@@ -65,15 +65,21 @@ def zero_masks(model: nn.Module) -> dict[str, torch.Tensor]:
     return masks
 
 
+def _soft_loss(logits, targets, t: float):
+    """Hinton et al. 2015: KL to the targets' softmax at temperature ``t``, scaled by t^2."""
+    return F.kl_div(F.log_softmax(logits / t, dim=1), F.log_softmax(targets / t, dim=1),
+                    reduction="batchmean", log_target=True) * (t * t)  # fmt: skip
+
+
 def _loss(logits, targets, teacher_logits, cfg: FinetuneConfig):
-    hard = F.cross_entropy(logits, targets)
+    if targets.is_floating_point() and targets.shape == logits.shape:
+        # An unlabelled split whose targets are the original model's logits (the pretrained
+        # zoo tasks): distillation from them is the only signal there is.
+        return _soft_loss(logits, targets, cfg.temperature)
+    hard = F.cross_entropy(logits, targets.long())
     if teacher_logits is None or cfg.distill == 0.0:
         return hard
-    t = cfg.temperature
-    soft = F.kl_div(
-        F.log_softmax(logits / t, dim=1), F.log_softmax(teacher_logits / t, dim=1),
-        reduction="batchmean", log_target=True,
-    ) * (t * t)
+    soft = _soft_loss(logits, teacher_logits, cfg.temperature)
     return cfg.distill * soft + (1.0 - cfg.distill) * hard
 
 
@@ -100,7 +106,7 @@ def fit(
         for xs, y in data.batches(cfg.batch_size, shuffle=True, seed=seed + epoch):
             with torch.no_grad():
                 t_logits = teacher(*xs) if teacher is not None and cfg.distill > 0 else None
-            loss = _loss(model(*xs), y.long(), t_logits, cfg)
+            loss = _loss(model(*xs), y, t_logits, cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

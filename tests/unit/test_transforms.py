@@ -160,3 +160,32 @@ def test_encoded_size_of_a_pruned_file_beats_deflate_and_decodes_exactly(tmp_pat
     arrays = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
     back = decode(encode(arrays))
     assert all(np.array_equal(back[k], v) for k, v in arrays.items())
+
+
+def test_fit_on_logit_targets_distils_from_them():
+    """An unlabelled split whose targets are a teacher's logits (the pretrained zoo tasks)
+    trains by distillation: the student moves towards the teacher's outputs."""
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from edgeshrink.data import Dataset
+    from edgeshrink.train import FinetuneConfig, fit
+
+    torch.manual_seed(0)
+    teacher, student = nn.Linear(8, 5), nn.Linear(8, 5)
+    x = np.random.default_rng(0).standard_normal((256, 8)).astype(np.float32)
+    with torch.no_grad():
+        logits = teacher(torch.from_numpy(x)).numpy()
+    data = Dataset((x,), logits)
+
+    def gap() -> float:
+        with torch.no_grad():
+            out = student(torch.from_numpy(x))
+        return float(torch.nn.functional.kl_div(out.log_softmax(1), torch.from_numpy(logits)
+                                                .log_softmax(1), reduction="batchmean",
+                                                log_target=True))
+
+    before = gap()
+    fit(student, FinetuneConfig(epochs=20, lr=1e-2, batch_size=32), data)
+    assert gap() < 0.2 * before
