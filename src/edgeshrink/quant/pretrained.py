@@ -17,7 +17,7 @@ import re
 
 from torch import nn
 
-__all__ = ["pretrained_candidates", "edge_layers"]
+__all__ = ["pretrained_candidates", "edge_layers", "narrowing_layers"]
 
 
 def edge_layers(model: nn.Module) -> tuple[str, ...]:
@@ -29,6 +29,14 @@ def edge_layers(model: nn.Module) -> tuple[str, ...]:
     return tuple(f"^{re.escape(n)}$" for n in dict.fromkeys((names[0], names[-1])))
 
 
+def narrowing_layers(model: nn.Module) -> tuple[str, ...]:
+    """Anchored regexes naming the Linear layers with more inputs than outputs: in a
+    transformer the FFN down projections, whose GELU inputs carry the activation outliers
+    that per-tensor INT8 handles worst (Bondarenko et al. 2021)."""
+    return tuple(f"^{re.escape(n)}$" for n, m in model.named_modules()
+                 if isinstance(m, nn.Linear) and m.in_features > m.out_features)  # fmt: skip
+
+
 def _transformer(model: nn.Module) -> bool:
     from edgeshrink.quant.ort import matmul_dominated
 
@@ -38,6 +46,7 @@ def _transformer(model: nn.Module) -> bool:
 def _quant_specs(task, transformer: bool) -> list:
     from edgeshrink.quant.int4 import Int4WeightOnlyConfig
     from edgeshrink.quant.ort import DynamicInt8Config, Fp16Config, StaticInt8Config
+    from edgeshrink.quant.pertoken import PerTokenInt8Config
     from edgeshrink.quant.smooth import SmoothQuantConfig
     from edgeshrink.study.plan import CandidateSpec
 
@@ -53,7 +62,13 @@ def _quant_specs(task, transformer: bool) -> list:
             CandidateSpec("int8-dynamic-keep-ffn-out",
                           (DynamicInt8Config(exclude=(r"output\.dense$",)),)),
             CandidateSpec("int4-weight-only-g32", (Int4WeightOnlyConfig(group_size=32),)),
+            # per-token activation scales: on MiniLM the FFN down projections alone take
+            # cosine 0.9919 -> 0.9952 at ~1.04x dynamic INT8's latency; all layers -> 0.9987
+            CandidateSpec("int8-per-token-all", (PerTokenInt8Config(),)),
         ]  # fmt: skip
+        if narrowing := narrowing_layers(task.model):
+            specs.append(CandidateSpec("int8-per-token-ffn-down",
+                                       (PerTokenInt8Config(layers=narrowing),)))  # fmt: skip
     else:
         specs += [
             CandidateSpec("int8-static-percentile", (StaticInt8Config(calibrator="percentile"),)),
