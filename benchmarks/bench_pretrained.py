@@ -6,7 +6,8 @@
     Ours: our calibrators, FP32 exclusion of the most sensitive layers, QAT by distillation.
 (2) MiniLM (zoo:minilm): cosine mean/min to FP32 on the 500 fortunes quotes, probe accuracy,
     latency at sequence 128. Peers: ORT dynamic per-tensor / per-channel, torch dynamic.
-    Ours: dynamic with exclusions, SmoothQuant + static.
+    Ours: dynamic with exclusions, SmoothQuant + static, per-token dynamic INT8,
+    MatMulNBits 8/4-bit with int8 compute.
 (3) O-Net (zoo:onet-faces): accuracy, AUC, mean |dP(face)|. Peers: ORT per-channel, NNCF.
 
 Run alone: ``.venv/bin/python benchmarks/run.py --only pretrained``.
@@ -206,7 +207,14 @@ def mobilenet(ctx) -> str:
 
 
 def minilm(ctx) -> str:
-    from edgeshrink.quant import DynamicInt8Config, SmoothQuantConfig, StaticInt8Config
+    from edgeshrink.quant import (
+        DynamicInt8Config,
+        Int4WeightOnlyConfig,
+        SmoothQuantConfig,
+        StaticInt8Config,
+    )
+    from edgeshrink.quant.pertoken import PerTokenInt8Config
+    from edgeshrink.quant.pretrained import narrowing_layers
     from edgeshrink.task import load_task
 
     task = load_task("zoo:minilm")
@@ -225,6 +233,20 @@ def minilm(ctx) -> str:
         "ours: SmoothQuant 0.5 + dynamic": [SmoothQuantConfig(alpha=0.5), DynamicInt8Config()],
         "ours: SmoothQuant 0.5 + static percentile": [
             SmoothQuantConfig(alpha=0.5), StaticInt8Config(calibrator="percentile", ops=mm)],
+        # per-token activation scales (QuantizeLinear axis=0 + MatMulIntegerToFloat)
+        "ours: per-token, FFN down projections": [
+            PerTokenInt8Config(layers=narrowing_layers(task.model))],
+        "ours: per-token, FFN (up + down)": [
+            PerTokenInt8Config(layers=(r"intermediate\.dense$", r"\d\.output\.dense$"))],
+        "ours: per-token, all layers": [PerTokenInt8Config()],
+        "ours: per-token symmetric, all layers": [PerTokenInt8Config(symmetric=True)],
+        # MatMulNBits with int8 activations per block (accuracy_level 4): faithful, not faster
+        "ours: MatMulNBits 8-bit g32, int8 compute": [
+            Int4WeightOnlyConfig(bits=8, group_size=32, accuracy_level=4)],
+        "ours: MatMulNBits 8-bit g128, int8 compute": [
+            Int4WeightOnlyConfig(bits=8, group_size=128, accuracy_level=4)],
+        "ours: MatMulNBits 4-bit g128, int8 compute": [
+            Int4WeightOnlyConfig(bits=4, group_size=128, accuracy_level=4)],
     }  # fmt: skip
     for name, recipe in ours.items():
         try:
