@@ -25,7 +25,8 @@ def study(
     task: str = typer.Option("zoo:lenet5-mnist", help="zoo:NAME or path/to/file.py:function"),
     out: Path = typer.Option(Path("runs/demo"), help="Run folder for results.json and artifacts."),
     plan: str = typer.Option(
-        None, help="default, pruning, quantization, full, or a YAML file {name: [configs]}."),
+        None, help="default, pruning, quantization, pretrained, full, or a YAML file "
+        "{name: [configs]}."),
     resume: bool = typer.Option(False, help="Keep finished candidates of a previous run in OUT."),
     threads: str = typer.Option("1,2", help="Thread counts to time at batch 1 (largest is primary)."),
     finetune_epochs: int = typer.Option(3, min=0, help="Epochs of retraining after pruning."),
