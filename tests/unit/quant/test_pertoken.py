@@ -116,6 +116,7 @@ def test_pretrained_candidates_name_the_ffn_down_projection(tmp_path):
     assert narrowing_layers(task.model) == ("^down$",)
     specs = {s.name: s for s in pretrained_candidates(task)}
     assert specs["int8-per-token-ffn-down"].recipe == (PerTokenInt8Config(layers=("^down$",)),)
+    assert specs["int8-per-token-all-symmetric"].recipe == (PerTokenInt8Config(symmetric=True),)
     art = apply_recipe(list(specs["int8-per-token-ffn-down"].recipe),
                        TransformContext(task=task, workdir=tmp_path, name="pt"))  # fmt: skip
     assert art.notes["layers"] == 1
