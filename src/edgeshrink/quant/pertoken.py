@@ -98,13 +98,13 @@ class _Graph:
         return out
 
 
-def _quantize_rows(b: _Graph, x: str, k: int, p: str, symmetric: bool) -> tuple[str, str, str]:
-    """Nodes quantizing ``x`` (..., K) row by row: ``(q uint8 (..., K), scale (..., 1),
-    scale x zero point (..., 1) or "" when symmetric)``."""
+def _quantize_rows(b: _Graph, x: str, k: int, p: str, symmetric: bool) -> tuple[str, ...]:
+    """Nodes quantizing ``x`` (..., K) row by row, as rows (R, K): ``(q uint8 (R, K),
+    scale (R, 1), scale x zero point (R, 1) or "" when symmetric, leading shape of x)``."""
     lead = b.op("Slice", [b.op("Shape", [x], p + "shape"), "pt_0", "pt_m1"], p + "lead")
     x2 = b.op("Reshape", [x, b.const(p + "k2", np.array([-1, k], np.int64))], p + "x2")
-    hi = b.op("ReduceMax", [x2, "pt_m1"], p + "hi", keepdims=1)
-    lo = b.op("ReduceMin", [x2, "pt_m1"], p + "lo", keepdims=1)
+    hi = b.op("ReduceMax", [x2, "pt_m1"], p + "hi", keepdims=0)
+    lo = b.op("ReduceMin", [x2, "pt_m1"], p + "lo", keepdims=0)
     if symmetric:  # |x| <= 127 s around a fixed zero point 128 (uint8 for the U8S8 kernel)
         amax = b.op("Max", [hi, b.op("Neg", [lo], p + "nlo")], p + "amax")
         s = b.op("Max", [b.op("Mul", [amax, "pt_i127"], p + "s0"), "pt_eps"], p + "s")
@@ -114,32 +114,29 @@ def _quantize_rows(b: _Graph, x: str, k: int, p: str, symmetric: bool) -> tuple[
         rng = b.op("Mul", [b.op("Sub", [hi, lo], p + "rng"), "pt_i255"], p + "s0")
         s = b.op("Max", [rng, "pt_eps"], p + "s")
         zp = b.op("Round", [b.op("Div", [b.op("Neg", [lo], p + "nlo"), s], p + "z0")], p + "zp")
-    s1 = b.op("Reshape", [s, "pt_m1"], p + "s1")
-    zp1 = b.op("Cast", [b.op("Reshape", [zp, "pt_m1"], p + "zp1f")], p + "zp1",
-               to=TensorProto.UINT8)  # fmt: skip
-    q2 = b.op("QuantizeLinear", [x2, s1, zp1], p + "q2", axis=0)
-    qshape = b.op("Concat", [lead, b.const(p + "k", np.array([k], np.int64))], p + "qshape", axis=0)
-    sshape = b.op("Concat", [lead, "pt_1"], p + "sshape", axis=0)
-    zs = "" if symmetric else b.op("Reshape", [b.op("Mul", [zp, s], p + "zs2"), sshape], p + "zs")
-    return b.op("Reshape", [q2, qshape], p + "q"), b.op("Reshape", [s, sshape], p + "srow"), zs
+    zp8 = b.op("Cast", [zp], p + "zp8", to=TensorProto.UINT8)
+    q = b.op("QuantizeLinear", [x2, s, zp8], p + "q", axis=0)
+    scol = b.op("Unsqueeze", [s, "pt_1"], p + "scol")
+    zs = "" if symmetric else b.op("Unsqueeze", [b.op("Mul", [zp, s], p + "zs1"), "pt_1"],
+                                   p + "zs")  # fmt: skip
+    return q, scol, zs, lead
 
 
-def _matmul(b: _Graph, q: tuple[str, str, str], w: np.ndarray, out: str, p: str,
+def _matmul(b: _Graph, q: tuple[str, ...], w: np.ndarray, out: str, p: str,
             symmetric: bool) -> None:  # fmt: skip
     """``out = x @ w`` from the row-quantized ``q``: integer product, then row/column scales."""
     wq, sw = quantize_weight(w)
-    qx, srow, zs = q
+    qx, scol, zs, lead = q
     zp_in = ["pt_u128"] if symmetric else []  # scalar zero points are all ORT takes
     mm = b.op("MatMulIntegerToFloat", [qx, b.const(p + "wq", wq), "pt_one",
                                        b.const(p + "sw", sw), *zp_in], p + "mm", domain=_MS)  # fmt: skip
-    if symmetric:
-        b.nodes.append(helper.make_node("Mul", [mm, srow], [out], p + "out"))
-        return
-    # x = s (q - zp): x @ w = s * (q @ wq) * sw - (s * zp) * (sum_k wq) * sw
-    colsum = (wq.astype(np.int64).sum(0) * sw).astype(np.float32)
-    corr = b.op("Mul", [zs, b.const(p + "cs", colsum)], p + "corr")
-    b.nodes.append(helper.make_node("Sub", [b.op("Mul", [mm, srow], p + "ys"), corr], [out],
-                                    p + "out"))  # fmt: skip
+    y = b.op("Mul", [mm, scol], p + "ys")
+    if not symmetric:  # x = s (q - zp): x @ w = s (q @ wq) sw - (s zp) (sum_k wq) sw
+        colsum = (wq.astype(np.int64).sum(0) * sw).astype(np.float32)
+        y = b.op("Sub", [y, b.op("Mul", [zs, b.const(p + "cs", colsum)], p + "corr")], p + "y")
+    shape = b.op("Concat", [lead, b.const(p + "n", np.array([w.shape[1]], np.int64))],
+                 p + "oshape", axis=0)  # fmt: skip
+    b.nodes.append(helper.make_node("Reshape", [y, shape], [out], p + "out"))
 
 
 def per_token_matmuls(model: onnx.ModelProto, names: set[str], *,
