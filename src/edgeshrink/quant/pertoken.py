@@ -13,7 +13,7 @@ per-channel weights) -> ``* row scale`` (``- row zero point x weight column sums
 
 Layers not chosen get ORT's per-tensor dynamic INT8 (as :class:`DynamicInt8Config`).
 Measured on all-MiniLM-L6-v2 (benchmarks/RESULTS.md, pretrained): FFN output layers alone
-lift mean cosine from 0.9919 to 0.9952 for about 1 % more latency; every layer: 0.9987.
+lift mean cosine from 0.9919 to 0.9952 for ~4 % more latency; every layer: 0.9987.
 
 Example:
     >>> art = quantize(model, PerTokenInt8Config(layers=(r"output\\.dense$",)), data)

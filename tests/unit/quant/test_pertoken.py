@@ -123,3 +123,14 @@ def test_pretrained_candidates_name_the_ffn_down_projection(tmp_path):
     with torch.no_grad():
         ref = task.model(torch.from_numpy(x)).numpy()
     assert np.abs(_run(art, task.eval) - ref).max() < 0.02 * np.abs(ref).max()
+
+
+def test_kind_resolves_from_the_quant_package_alone():
+    """A study resumed from results.json imports edgeshrink.quant, not this module."""
+    import subprocess
+    import sys
+
+    code = ("import edgeshrink.quant; from edgeshrink.config import config_from_dict; "
+            "print(config_from_dict({'kind': 'int8_per_token', 'symmetric': True}).symmetric)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
