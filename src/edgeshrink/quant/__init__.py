@@ -26,6 +26,7 @@ from edgeshrink.quant.ort import (
     StaticInt8Config,
     study_candidates,
 )
+from edgeshrink.quant.pertoken import PerTokenInt8Config
 from edgeshrink.quant.qat import QatConfig
 from edgeshrink.quant.smooth import SmoothQuantConfig
 from edgeshrink.task import Task
@@ -34,7 +35,8 @@ from edgeshrink.transforms import HANDLERS, Artifact, TransformContext
 __all__ = ["quantize", "StaticInt8Config", "DynamicInt8Config", "Fp16Config",
            "Int4WeightOnlyConfig", "study_candidates", "QatConfig", "LowBitConfig",
            "KMeansConfig", "Po2Config", "MixedConfig", "AdvancedPtqConfig",
-           "simulated_study_candidates", "SmoothQuantConfig", "OpenVinoInt8Config"]
+           "simulated_study_candidates", "SmoothQuantConfig", "OpenVinoInt8Config",
+           "PerTokenInt8Config"]
 
 
 def quantize(

@@ -142,7 +142,3 @@ def _int4(cfg: Int4WeightOnlyConfig, model: nn.Module, ctx: TransformContext) ->
              "symmetric": cfg.symmetric, "accuracy_level": cfg.accuracy_level}  # fmt: skip
     return Artifact(path=path, model=model, precision=f"int{cfg.bits}", notes=notes)
 
-
-# Registers PerTokenInt8Config for recipes read back from results.json until
-# edgeshrink.quant.__init__ imports edgeshrink.quant.pertoken itself (then delete this).
-import edgeshrink.quant.pertoken  # noqa: E402, F401
