@@ -229,7 +229,7 @@ def minilm(ctx) -> str:
     mm = ("MatMul", "Gemm")
     ours = {
         "ours: dynamic per-channel": [DynamicInt8Config()],
-        "ours: dynamic, FFN output dense FP32": [DynamicInt8Config(exclude=(r"output\.dense$",))],
+        "ours: dynamic, FFN output dense FP32": [DynamicInt8Config(exclude=(r"\d\.output\.dense$",))],
         "ours: SmoothQuant 0.5 + dynamic": [SmoothQuantConfig(alpha=0.5), DynamicInt8Config()],
         "ours: SmoothQuant 0.5 + static percentile": [
             SmoothQuantConfig(alpha=0.5), StaticInt8Config(calibrator="percentile", ops=mm)],
