@@ -213,6 +213,7 @@ def minilm(ctx) -> str:
         SmoothQuantConfig,
         StaticInt8Config,
     )
+    from edgeshrink.quant.outliers import OUTLIER_PATTERN, OutlierSplitConfig
     from edgeshrink.quant.pertoken import PerTokenInt8Config
     from edgeshrink.quant.pretrained import narrowing_layers
     from edgeshrink.task import load_task
@@ -239,6 +240,12 @@ def minilm(ctx) -> str:
         "ours: per-token, FFN (up + down)": [
             PerTokenInt8Config(layers=(r"intermediate\.dense$", r"\d\.output\.dense$"))],
         "ours: per-token, all layers": [PerTokenInt8Config()],
+        # LLM.int8()-style split of the outlier input channels (FP32 side MatMul)
+        "ours: outlier split, FFN down + dynamic": [
+            OutlierSplitConfig(layers="|".join(narrowing_layers(task.model))),
+            DynamicInt8Config(exclude=(OUTLIER_PATTERN,))],
+        "ours: outlier split (worst channel), all + dynamic": [
+            OutlierSplitConfig(max_channels=1), DynamicInt8Config(exclude=(OUTLIER_PATTERN,))],
         "ours: per-token symmetric, all layers": [PerTokenInt8Config(symmetric=True)],
         # MatMulNBits with int8 activations per block (accuracy_level 4): faithful, not faster
         "ours: MatMulNBits 8-bit g32, int8 compute": [

@@ -26,6 +26,7 @@ from edgeshrink.quant.ort import (
     StaticInt8Config,
     study_candidates,
 )
+from edgeshrink.quant.outliers import OutlierSplitConfig
 from edgeshrink.quant.pertoken import PerTokenInt8Config
 from edgeshrink.quant.qat import QatConfig
 from edgeshrink.quant.smooth import SmoothQuantConfig
@@ -36,7 +37,7 @@ __all__ = ["quantize", "StaticInt8Config", "DynamicInt8Config", "Fp16Config",
            "Int4WeightOnlyConfig", "study_candidates", "QatConfig", "LowBitConfig",
            "KMeansConfig", "Po2Config", "MixedConfig", "AdvancedPtqConfig",
            "simulated_study_candidates", "SmoothQuantConfig", "OpenVinoInt8Config",
-           "PerTokenInt8Config"]
+           "PerTokenInt8Config", "OutlierSplitConfig"]
 
 
 def quantize(

@@ -46,6 +46,7 @@ def _transformer(model: nn.Module) -> bool:
 def _quant_specs(task, transformer: bool) -> list:
     from edgeshrink.quant.int4 import Int4WeightOnlyConfig
     from edgeshrink.quant.ort import DynamicInt8Config, Fp16Config, StaticInt8Config
+    from edgeshrink.quant.outliers import OUTLIER_PATTERN, OutlierSplitConfig
     from edgeshrink.quant.pertoken import PerTokenInt8Config
     from edgeshrink.quant.smooth import SmoothQuantConfig
     from edgeshrink.study.plan import CandidateSpec
@@ -69,8 +70,14 @@ def _quant_specs(task, transformer: bool) -> list:
             CandidateSpec("int8-per-token-all-symmetric", (PerTokenInt8Config(symmetric=True),)),
         ]  # fmt: skip
         if narrowing := narrowing_layers(task.model):
-            specs.append(CandidateSpec("int8-per-token-ffn-down",
-                                       (PerTokenInt8Config(layers=narrowing),)))  # fmt: skip
+            # LLM.int8()-style: the FFN down projections' outlier input channels in an FP32
+            # side MatMul; on MiniLM cosine 0.9950 at 0.58x ORT FP32 (dynamic alone 0.57x)
+            split = OutlierSplitConfig(layers="|".join(narrowing))
+            specs += [
+                CandidateSpec("int8-per-token-ffn-down", (PerTokenInt8Config(layers=narrowing),)),
+                CandidateSpec("outlier-split-ffn-down+int8-dynamic",
+                              (split, DynamicInt8Config(exclude=(OUTLIER_PATTERN,)))),
+            ]  # fmt: skip
     else:
         specs += [
             CandidateSpec("int8-static-percentile", (StaticInt8Config(calibrator="percentile"),)),
@@ -80,7 +87,7 @@ def _quant_specs(task, transformer: bool) -> list:
             CandidateSpec("int8-static-percentile-biascorr",
                           (StaticInt8Config(calibrator="percentile", bias_correction=True),)),
         ]  # fmt: skip
-        if importlib.util.find_spec("openvino") and importlib.util.find_spec("nncf"):
+        if importlib.util.find_spec("openvino"):
             from edgeshrink.quant.openvino import OpenVinoInt8Config
 
             specs.append(CandidateSpec("openvino-int8", (OpenVinoInt8Config(),)))
