@@ -3,6 +3,14 @@
 Why interleave: on a shared machine the same code's latency drifts by up to 2x between
 runs (FIELD-NOTES "Measuring"). Timing A and B in alternation (A B B A A B ...) exposes
 both to the same drift, so their *ratio* is stable even when absolute figures are not.
+
+Why in blocks, after a settling period: an ONNX Runtime session's intra-op threads keep
+spinning for a while after each run. Alternating *single calls* of several sessions made
+each call compete with the previous session's spinning threads: on 2 cores MiniLM's FP32
+p50 read 42-50 ms instead of 22 ms and the ratios moved by up to 0.23 (an outlier-split
+INT8 model read 0.81x FP32 per call, 0.58x in blocks; both 0.58-0.65x with spinning off).
+So each visit first runs the variant untimed for ``settle_s`` (the other sessions' threads
+go idle), then times ``block`` calls.
 """
 
 from __future__ import annotations
@@ -24,11 +32,15 @@ __all__ = [
     "CpuMeter",
     "DEFAULT_RUNS",
     "DEFAULT_WARMUP",
+    "DEFAULT_BLOCK",
+    "DEFAULT_SETTLE_S",
     "CONTENDED_CORES",
 ]
 
 DEFAULT_RUNS = 100
 DEFAULT_WARMUP = 10
+DEFAULT_BLOCK = 5
+DEFAULT_SETTLE_S = 0.1
 _MIN_ROUNDS_IN_BUDGET = 3
 _MIN_WALL_FOR_OTHERS_S = 0.2
 # FIELD-NOTES "Measuring": repeat a timing if others used more than ~10 % of a core.
@@ -50,15 +62,20 @@ def time_interleaved(
     warmup: int = DEFAULT_WARMUP,
     runs: int | None = DEFAULT_RUNS,
     budget_s: float | None = None,
+    block: int = DEFAULT_BLOCK,
+    settle_s: float = DEFAULT_SETTLE_S,
 ) -> dict[str, list[float]]:
-    """Call every function once per round, alternating the order, and time each call.
+    """Time every function in alternating visits; each visit settles, then times a block.
 
-    Rounds go A B, B A, A B, ... so that neither variant always follows the other. It
-    stops after ``runs`` rounds or once ``budget_s`` seconds of timed rounds have passed
-    (at least 3 rounds), whichever comes first; ``runs=None`` means budget only.
+    Visits go A B, B A, A B, ... so that neither variant always follows the other. A
+    visit runs the function untimed for ``settle_s`` seconds (at least once; skipped with
+    a single function or ``settle_s=0``: see the module docstring), then times ``block``
+    calls. It stops after ``runs`` timed calls per function or once ``budget_s`` seconds
+    have passed (at least 3 visits each), whichever comes first; ``runs=None`` means
+    budget only.
 
     Returns:
-        ``{name: [milliseconds per call, ...]}``, one sample per round.
+        ``{name: [milliseconds per call, ...]}``.
 
     Example:
         >>> samples = time_interleaved({"a": lambda: None, "b": lambda: None}, runs=5)
@@ -68,17 +85,25 @@ def time_interleaved(
     _check_counts(warmup, runs, budget_s)
     if runs is None and budget_s is None:
         raise BenchError("give a number of timed runs or a time budget.")
+    if block < 1 or settle_s < 0:
+        raise BenchError(f"block must be >= 1 and settle_s >= 0, got {block} and {settle_s}.")
     names = list(fns)
+    settle_s = settle_s if len(names) > 1 else 0.0
     for _ in range(warmup):
         for name in names:
             fns[name]()
     samples: dict[str, list[float]] = {n: [] for n in names}
     clock, start, rounds = time.perf_counter, time.perf_counter(), 0
-    while runs is None or rounds < runs:
+    while runs is None or len(samples[names[0]]) < runs:
         for name in names if rounds % 2 == 0 else reversed(names):
-            t0 = clock()
-            fns[name]()
-            samples[name].append((clock() - t0) * 1e3)
+            fn, out = fns[name], samples[name]
+            t_settle = clock()
+            while settle_s and clock() - t_settle < settle_s:
+                fn()
+            for _ in range(block if runs is None else min(block, runs - len(out))):
+                t0 = clock()
+                fn()
+                out.append((clock() - t0) * 1e3)
         rounds += 1
         if budget_s is not None and rounds >= _MIN_ROUNDS_IN_BUDGET and clock() - start >= budget_s:
             break

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import numpy as np
@@ -25,10 +26,36 @@ def test_summarize_matches_numpy_reference():
 def test_rounds_alternate_order_abba():
     calls: list[str] = []
     samples = time_interleaved(
-        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, warmup=1, runs=4
+        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, warmup=1, runs=4,
+        block=1, settle_s=0,
     )
     assert "".join(calls) == "ab" + "abbaabba"  # one warm-up round, then A B, B A, ...
     assert [len(v) for v in samples.values()] == [4, 4]
+
+
+def test_visits_time_a_block_after_untimed_settling():
+    calls: list[str] = []
+
+    def fn(name):
+        def run():
+            calls.append(name)
+            time.sleep(0.001)
+        return run
+
+    samples = time_interleaved({"a": fn("a"), "b": fn("b")}, warmup=0, runs=5, block=3,
+                               settle_s=0.004)  # fmt: skip
+    assert [len(v) for v in samples.values()] == [5, 5]  # 3 + 2: the last block is cut
+    text = "".join(calls)
+    # visits alternate a, b, b, a and each one starts with untimed settling calls
+    runs = [(c, len(list(g))) for c, g in itertools.groupby(text)]
+    assert [c for c, _ in runs] == ["a", "b", "a"]  # b's two visits are adjacent (B A order)
+    assert runs[0][1] >= 3 + 2 and text.count("a") > 5  # settle calls are not samples
+
+
+def test_single_function_does_not_settle():
+    calls: list[int] = []
+    time_interleaved({"x": lambda: calls.append(1)}, warmup=0, runs=7, settle_s=1.0)
+    assert len(calls) == 7
 
 
 def test_samples_are_milliseconds():
@@ -38,7 +65,8 @@ def test_samples_are_milliseconds():
 
 def test_budget_stops_early_but_after_three_rounds():
     t0 = time.perf_counter()
-    s = time_interleaved({"x": lambda: time.sleep(0.01)}, warmup=0, runs=None, budget_s=0.05)
+    s = time_interleaved({"x": lambda: time.sleep(0.01)}, warmup=0, runs=None, budget_s=0.05,
+                         block=1)
     assert 3 <= len(s["x"]) <= 8 and time.perf_counter() - t0 < 0.5
     capped = time_interleaved({"x": lambda: None}, warmup=0, runs=5, budget_s=60)
     assert len(capped["x"]) == 5
@@ -46,7 +74,8 @@ def test_budget_stops_early_but_after_three_rounds():
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"warmup": -1}, "warm-up"), ({"runs": 0}, "timed runs"), ({"runs": None}, "time budget")],
+    [({"warmup": -1}, "warm-up"), ({"runs": 0}, "timed runs"), ({"runs": None}, "time budget"),
+     ({"block": 0}, "block"), ({"settle_s": -1}, "settle_s")],
 )
 def test_bad_counts(kwargs, message):
     with pytest.raises(BenchError, match=message):
