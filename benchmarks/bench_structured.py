@@ -1,7 +1,8 @@
 """Structured pruning: half the MACs gone, and what that buys in ONNX Runtime.
 
 1. ResNet-18 (torchvision layout, random weights) and ImageNet MobileNetV2 at 224x224:
-   channel pruning to a 50 % MAC reduction (L1, uniform, channels rounded to 8), exported to
+   channel pruning to a 50 % MAC reduction (L1, uniform, channels rounded to 16, or to 8
+   where 16 cannot reach the target), exported to
    ONNX, ORT outputs checked against PyTorch (atol 1e-4), latency pruned / unpruned at
    batch 1, 2 threads, interleaved, median over repeats. Bar: <= 0.65x.
 2. ``zoo:resnet20-mnist``: the same 50 % MAC reduction, fine-tuned; accuracy through ORT.
@@ -20,6 +21,10 @@ import tempfile
 from pathlib import Path
 
 SPEED_BAR = 0.65
+# ORT's x86 convolutions work on NCHWc blocks of 16 channels with AVX-512 (8 with AVX2):
+# a pruned width that is not a multiple pads up to one. MobileNetV2 at 52 % fewer MACs ran
+# 0.566x unpruned with widths rounded to 16 against 0.658x rounded to 8 (same run, quiet).
+ROUND_TO = (16, 8)
 DROP_BAR = 1.0
 THREADS = 2
 CRITERIA = ("l1", "l2", "taylor", "hessian")
@@ -68,8 +73,18 @@ def _speed_row(ctx, name, model):
     from edgeshrink.prune.structured import StructuredConfig, prune_structured
 
     example = (torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0)),)
-    cfg = StructuredConfig(macs_reduction=0.5, importance="l1", round_to=8)
-    pruned = prune_structured(copy.deepcopy(model), cfg, example)
+    from edgeshrink.errors import UserError
+
+    for round_to in ROUND_TO:  # the coarsest rounding that still reaches the target
+        cfg = StructuredConfig(macs_reduction=0.5, importance="l1", round_to=round_to)
+        try:
+            pruned = prune_structured(copy.deepcopy(model), cfg, example)
+            break
+        except UserError as exc:
+            ctx.log(f"{name}: round_to={round_to}: {exc}")
+            error = exc
+    else:
+        raise error
     xs = np.random.default_rng(1).standard_normal((2, 3, 224, 224)).astype(np.float32)
     stats, paths = {}, {}
     for tag, m in (("unpruned", model), ("pruned", pruned)):
@@ -84,7 +99,7 @@ def _speed_row(ctx, name, model):
     ratio = timing["ratio"]["pruned"]
     lo, hi = timing["spread"]["pruned"]
     return [
-        name, f"{1 - m1 / m0:.1%}", f"{p0 / 1e6:.2f} -> {p1 / 1e6:.2f} M",
+        name, str(round_to), f"{1 - m1 / m0:.1%}", f"{p0 / 1e6:.2f} -> {p1 / 1e6:.2f} M",
         f"{s0 / 2**20:.1f} -> {s1 / 2**20:.1f} MiB", f"{max(d0, d1):.1e}",
         f"{timing['p50_ms']['unpruned']:.2f} -> {timing['p50_ms']['pruned']:.2f}",
         f"{ratio:.3f} ({lo:.2f}-{hi:.2f})", "yes" if ratio <= SPEED_BAR and d1 <= 1e-4 else "NO",
@@ -146,12 +161,13 @@ def run(ctx=None) -> str:
     return "\n".join([
         "### Half the MACs removed at 224x224: ONNX Runtime latency, batch 1, 2 threads",
         "",
-        "StructuredConfig(macs_reduction=0.5, importance='l1', scope='uniform', round_to=8);",
+        "StructuredConfig(macs_reduction=0.5, importance='l1', scope='uniform', round_to=16, or",
+        "8 where 16 cannot reach the target: ORT's AVX-512 convolutions use 16-channel blocks);",
         "latency p50 of each model interleaved with the other (A B B A ...), 40 runs, ratio =",
         f"median over 7 repeats (min-max in brackets). Bar: ratio <= {SPEED_BAR}, ORT == PyTorch",
         "within 1e-4 on 2 random inputs.",
         "",
-        ctx.table(["model", "MACs removed", "params", "ONNX size", "max |ORT-torch|",
+        ctx.table(["model", "round_to", "MACs removed", "params", "ONNX size", "max |ORT-torch|",
                    "p50 ms", "latency ratio", "bar met", "others' cores"], speed),
         f"### zoo:resnet20-mnist, 50 % of MACs removed, fine-tuned {FT_EPOCHS} epochs (Adam 1e-3)",
         "",

@@ -104,7 +104,7 @@ def _prune_specs(task, transformer: bool) -> list:
     specs = [CandidateSpec("wanda-50", (WandaConfig(0.5),)),
              CandidateSpec("wanda-2:4", (WandaConfig(pattern="2:4"),))]  # fmt: skip
     structured = (StructuredConfig(ratio=0.25, head_ratio=0.25) if transformer
-                  else StructuredConfig(ratio=0.25, round_to=8))  # fmt: skip
+                  else StructuredConfig(ratio=0.25, round_to=16))  # fmt: skip
     prefix: tuple = (structured,)
     if task.train is not None:  # distillation from the FP32 model on unlabelled data
         prefix = (structured, FinetuneConfig(epochs=2))
