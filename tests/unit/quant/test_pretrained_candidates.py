@@ -26,6 +26,26 @@ class TinyEncoder(nn.Module):
         return self.ffn(self.norm(x))
 
 
+class TinyEmbeddedEncoder(TinyEncoder):
+    """A transformer whose embedding table outweighs its Linear layers (MiniLM's shape)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(1000, 64)
+
+    def forward(self, ids):
+        return super().forward(self.embed(ids))
+
+
+def test_a_big_embedding_table_does_not_make_a_transformer_a_cnn():
+    ids = np.random.default_rng(0).integers(0, 1000, (16, 8))
+    task = Task("emb", TinyEmbeddedEncoder().eval(), None, Dataset((ids,), ids),
+                Dataset((ids,), ids))  # fmt: skip
+    names = {s.name for s in pretrained_candidates(task)}
+    assert "outlier-split-ffn-down+int8-dynamic" in names and "int8-per-token-all" in names
+    assert "int8-static-percentile" not in names  # static QDQ needs an outlier answer first
+
+
 def _encoder_task() -> Task:
     x = np.random.default_rng(0).standard_normal((16, 64)).astype(np.float32)
     return Task("enc", TinyEncoder().eval(), None, Dataset((x,), x), Dataset((x,), x))
