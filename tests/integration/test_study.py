@@ -156,6 +156,26 @@ def test_a_candidate_the_method_cannot_handle_is_reported_and_the_study_goes_on(
     assert "Not built on this model" in write_report(tmp_path).read_text()
 
 
+def test_a_candidate_that_crashes_is_reported_and_the_study_goes_on(digits_task, tmp_path,
+                                                                     monkeypatch):
+    from edgeshrink.quant import Fp16Config
+    from edgeshrink.transforms import HANDLERS
+
+    def crash(*_args):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    monkeypatch.setitem(HANDLERS, Fp16Config, crash)
+    monkeypatch.delenv("EDGESHRINK_DEBUG", raising=False)
+    plan = [CandidateSpec("crashes", (Fp16Config(),)),
+            CandidateSpec("int8-static", (StaticInt8Config(),))]
+    run = run_study(digits_task, plan, tmp_path, threads=(1,), budget_s=0.05)
+    assert [c.name for c in run.candidates] == ["int8-static"]
+    assert run.failed[0]["error"] == "RuntimeError: mat1 and mat2 shapes cannot be multiplied"
+    monkeypatch.setenv("EDGESHRINK_DEBUG", "1")  # --debug: the traceback, not a record
+    with pytest.raises(RuntimeError, match="mat1"):
+        run_study(digits_task, plan[:1], tmp_path / "debug", threads=(1,), budget_s=0.05)
+
+
 def test_sensitivity_scan_lands_in_the_record_and_the_report(digits_task, tmp_path):
     from edgeshrink.report.html import write_report
 

@@ -7,6 +7,7 @@ candidate whose record and artifact are already in the run folder is not rebuilt
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -156,12 +157,15 @@ def run_study(
         if rec is None:
             try:
                 art, seconds = _build(spec, task, art_dir, note)
-            except UserError as exc:
-                if spec.name == BASELINE:
+            except Exception as exc:
+                if spec.name == BASELINE or os.environ.get("EDGESHRINK_DEBUG"):
                     raise
                 # A method that cannot handle this model: say why, and go on with the rest.
+                # Not only UserError: a third-party library failing inside one method (e.g.
+                # a layer its dependency graph did not trace) must not lose the whole study.
+                error = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
                 run.failed.append({"name": spec.name, "recipe": spec.recipe_dicts(),
-                                   "error": str(exc)})
+                                   "error": error})
                 save_run(run, run_dir)
                 if on_progress:
                     on_progress(spec.name, "done")
