@@ -108,7 +108,11 @@ def _prune_specs(task, transformer: bool) -> list:
 
     specs = [CandidateSpec("wanda-50", (WandaConfig(0.5),)),
              CandidateSpec("wanda-2:4", (WandaConfig(pattern="2:4"),))]  # fmt: skip
-    structured = (StructuredConfig(ratio=0.25, head_ratio=0.25) if transformer
+    # transformers: heads and FFN neurons only; the residual stream's width (embeddings,
+    # the Linears that write into it, LayerNorms; Hugging Face BERT names) stays
+    residual = (r".*embeddings.*", r".*attention\.output\.dense", r".*layer\.\d+\.output\.dense",
+                r".*LayerNorm")  # fmt: skip
+    structured = (StructuredConfig(ratio=0.25, head_ratio=0.25, exclude=residual) if transformer
                   else StructuredConfig(ratio=0.25, round_to=16))  # fmt: skip
     prefix: tuple = (structured,)
     if task.train is not None:  # distillation from the FP32 model on unlabelled data

@@ -92,6 +92,9 @@ def pretrained_minilm() -> SentenceEmbedder:
     import transformers
 
     bert = transformers.AutoModel.from_pretrained(path, attn_implementation="eager")
+    # Mean pooling never reads BERT's pooler; left in, it is dead weight that structured
+    # pruning's dependency graph (traced on the used outputs) leaves at the old width.
+    bert.pooler = None
     return SentenceEmbedder(bert).eval()
 
 

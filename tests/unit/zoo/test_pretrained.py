@@ -214,3 +214,21 @@ def test_minilm_data_sources(minilm, monkeypatch, tmp_path):
     monkeypatch.setattr(tm, "FORTUNES_DIR", tmp_path / "none")
     with pytest.raises(UserError, match="apt-get install fortunes fortunes-min"):
         tm.fortune_quotes()
+
+
+def test_minilm_structured_prunes_heads_and_ffn_neurons_not_the_embedding_width():
+    """The pretrained plan's transformer step: 25 % of heads and FFN neurons go, the
+    384-wide residual stream (and so the embedding the metric compares) stays."""
+    from edgeshrink.prune.structured import prune_structured
+    from edgeshrink.quant.pretrained import pretrained_candidates
+
+    task = load_task("zoo:minilm")
+    assert task.model.bert.pooler is None  # dead weight for mean pooling
+    spec = next(s for s in pretrained_candidates(task) if s.name == "structured-25")
+    example = task.example_inputs()
+    pruned = prune_structured(task.model, spec.recipe[0], example)
+    layer = pruned.bert.encoder.layer[0]
+    assert layer.attention.self.query.out_features == 288  # 9 of 12 heads
+    assert layer.intermediate.dense.out_features == 1152  # 75 % of the FFN neurons
+    with torch.no_grad():
+        assert pruned(*example).shape == (example[0].shape[0], 384)
