@@ -32,6 +32,7 @@ from torch import nn
 
 from edgeshrink.config import Config, check_range, register_config
 from edgeshrink.errors import UserError
+from edgeshrink.quant.smooth import input_maxima
 from edgeshrink.transforms import TransformContext, transform
 
 __all__ = ["OutlierSplitConfig", "SplitLinear", "outlier_channels", "split_outliers",
@@ -94,28 +95,6 @@ class SplitLinear(nn.Module):
         return self.linear(x * self.mask) + self.outlier(x.index_select(-1, self.channels))
 
 
-def _input_maxima(model: nn.Module, names: list[str], data, samples: int) -> dict:
-    """Per-input-channel max |x| of each named Linear over ``samples`` calibration samples."""
-    maxima: dict[str, torch.Tensor] = {}
-    modules = dict(model.named_modules())
-
-    def hook_for(name):
-        def hook(_mod, inp):
-            x = inp[0].detach().abs().reshape(-1, inp[0].shape[-1]).amax(0)
-            maxima[name] = x if name not in maxima else torch.maximum(maxima[name], x)
-        return hook
-
-    handles = [modules[n].register_forward_pre_hook(hook_for(n)) for n in names]
-    try:
-        with torch.no_grad():
-            for xs, _ in data.head(samples).batches(16):
-                model(*xs)
-    finally:
-        for h in handles:
-            h.remove()
-    return maxima
-
-
 def outlier_channels(maxima: torch.Tensor, ratio: float, max_channels: int) -> torch.Tensor:
     """Indices of the channels whose max exceeds ``ratio`` x the median channel max."""
     over = torch.nonzero(maxima > ratio * maxima.median()).flatten()
@@ -131,7 +110,7 @@ def split_outliers(model: nn.Module, cfg: OutlierSplitConfig, data) -> tuple[nn.
              if isinstance(m, nn.Linear) and pattern.search(n)]  # fmt: skip
     if not names:
         raise UserError(f"outlier_split: no Linear layer matches layers={cfg.layers!r}.")
-    maxima = _input_maxima(model, names, data, cfg.calibration_samples)
+    maxima = input_maxima(model, names, data.head(cfg.calibration_samples))
     chosen = {}
     for name in names:
         if name not in maxima:

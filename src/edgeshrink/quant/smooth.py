@@ -28,7 +28,7 @@ from edgeshrink.data import Dataset
 from edgeshrink.errors import UserError
 from edgeshrink.transforms import TransformContext, transform
 
-__all__ = ["SmoothQuantConfig", "SmoothedLinear", "smooth_scales", "smooth_model"]
+__all__ = ["SmoothQuantConfig", "SmoothedLinear", "smooth_scales", "smooth_model", "input_maxima"]
 
 
 @register_config
@@ -81,7 +81,7 @@ def smooth_scales(act_max: torch.Tensor, weight: torch.Tensor, alpha: float) -> 
     return s.clamp(min=1e-5)
 
 
-def _input_maxima(model: nn.Module, names: list[str], data: Dataset) -> dict[str, torch.Tensor]:
+def input_maxima(model: nn.Module, names: list[str], data: Dataset) -> dict[str, torch.Tensor]:
     """Per-input-channel max |x| of each named Linear over ``data``."""
     modules = dict(model.named_modules())
     maxima: dict[str, torch.Tensor] = {}
@@ -111,7 +111,7 @@ def smooth_model(model: nn.Module, cfg: SmoothQuantConfig, data: Dataset) -> nn.
     if not names:
         raise UserError(f"smoothquant: no Linear layer matches layers={cfg.layers!r}.")
     model.eval()
-    maxima = _input_maxima(model, names, data.head(cfg.calibration_samples))
+    maxima = input_maxima(model, names, data.head(cfg.calibration_samples))
     for name in names:
         if name not in maxima:  # never called on the data: leave it alone
             continue
