@@ -207,11 +207,9 @@ def activation_ranges(pre: Path, data: Dataset, cfg: StaticInt8Config) -> dict:
     """``{tensor name: (lo, hi)}`` chosen by ``cfg.calibrator`` on ``data``."""
     batches = list(data.head(cfg.calibration_samples).numpy_batches(32))
     stats = collect_stats(pre, batches)
-    # The model's own outputs are never clipped: a clipped top logit changes the answer.
-    outputs = {o.name for o in onnx.load(str(pre), load_external_data=False).graph.output}
+    # (graph outputs get a range too, but float_outputs drops their Q/DQ pair afterwards)
     return {
-        name: calibrate_range(s, "minmax" if name in outputs else cfg.calibrator,
-                              percentile=cfg.percentile)
+        name: calibrate_range(s, cfg.calibrator, percentile=cfg.percentile)
         for name, s in stats.items()
     }
 
