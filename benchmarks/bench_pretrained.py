@@ -194,6 +194,8 @@ def mobilenet(ctx) -> str:
         "ours: percentile + bias correction": [StaticInt8Config(calibrator="percentile", **bc)],
         "ours: mse + bias correction": [StaticInt8Config(calibrator="mse", **bc)],
         "ours: OpenVINO target (our QDQ, percentile + bias corr.)": [OpenVinoInt8Config()],
+        "ours: OpenVINO target, mixed u8/s8 activations": [
+            OpenVinoInt8Config(activations="mixed")],
     }  # fmt: skip
     if os.environ.get("BENCH_QAT"):  # minutes on 2 busy cores: opt-in
         ours["ours: QAT 8/8, distillation 2 epochs"] = [QatConfig(epochs=2, lr=1e-5, distill=1.0)]
@@ -283,6 +285,8 @@ def onet(ctx) -> str:
     if importlib.util.find_spec("openvino"):
         v["ours: OpenVINO target (our QDQ, percentile + bias corr.)"] = _ours(
             ctx, task, [OpenVinoInt8Config()], "o-ov")
+        v["ours: OpenVINO target, mixed u8/s8 activations"] = _ours(
+            ctx, task, [OpenVinoInt8Config(activations="mixed")], "o-ov-mixed")
     return _table(ctx, task, v, "O-Net", ["accuracy", "roc_auc", "mean_abs_dp_face"])
 
 

@@ -227,10 +227,13 @@ def _variants(ctx, key: str, model, task, calib: np.ndarray, best_cfg) -> tuple:
     qtask = type(task)(task.name, model, None, data, task.eval, input_names=task.input_names)
     ov_cfg = OpenVinoInt8Config(calibrator=cfg.calibrator, bias_correction=cfg.bias_correction,
                                 calibration_samples=len(calib))  # fmt: skip
-    art = apply_recipe([ov_cfg], TransformContext(task=qtask, workdir=ctx.work, name=f"{key}-es-ov"))
-    es_out = np.concatenate([art.simulate(evalx[i : i + 1]) for i in range(len(evalx))])
-    out[f"edgeshrink INT8 OpenVINO target (our QDQ, {label})"] = (
-        lambda f=art.simulate: f(x1), es_out, art.notes["ir_bytes"])  # fmt: skip
+    for acts in ("uint8", "mixed"):
+        ov_cfg = dataclasses.replace(ov_cfg, activations=acts)
+        art = apply_recipe([ov_cfg], TransformContext(task=qtask, workdir=ctx.work,
+                                                      name=f"{key}-es-ov-{acts}"))  # fmt: skip
+        es_out = np.concatenate([art.simulate(evalx[i : i + 1]) for i in range(len(evalx))])
+        out[f"edgeshrink INT8 OpenVINO target (our QDQ, {acts} activations, {label})"] = (
+            lambda f=art.simulate: f(x1), es_out, art.notes["ir_bytes"])  # fmt: skip
     return out
 
 
@@ -256,7 +259,7 @@ def peers(ctx, tasks: dict, best: dict) -> str:
             ref = task.model(torch.from_numpy(task.eval.inputs[0])).numpy()
         fns = {n: v[0] for n, v in variants.items()}
         load_before = ctx.wait_quiet()
-        stats = ctx.ratio_medians(fns, "ORT FP32", repeats=5, runs=40)
+        stats = ctx.ratio_medians(fns, "ORT FP32", repeats=9, runs=40)
         fp32_size = variants["ORT FP32"][2]
         for name, (_, evals, size) in variants.items():
             agree, kl = _agreement(evals, ref) if evals is not None else (float("nan"),) * 2
@@ -285,7 +288,7 @@ def run(ctx) -> str:
         cal,
         "\n### INT8 static PTQ vs FP32 (best calibrator per task)\n",
         ptq_bar(ctx, best),
-        "\n### INT8 vs FP32 and peers: batch 1, 2 threads, interleaved, medians of 5 repeats\n",
+        "\n### INT8 vs FP32 and peers: batch 1, 2 threads, interleaved, medians of 9 repeats\n",
         peers(ctx, tasks, best),
     ]
     return "\n".join(parts)

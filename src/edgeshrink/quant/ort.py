@@ -44,7 +44,12 @@ class StaticInt8Config(Config):
             default), ``percentile``, ``entropy`` (KL, TensorRT-style) or ``mse``.
         percentile: the percentile the ``percentile`` calibrator keeps.
         per_channel: per-output-channel weight scales (else per-tensor).
-        activations: ``uint8`` (the fast U8S8 path on x86) or ``int8`` (S8S8).
+        activations: ``uint8`` (the fast U8S8 path on x86), ``int8`` (S8S8), or ``mixed``:
+            uint8 where the calibrated range is never negative (zero point 0), symmetric
+            int8 where it is. ``mixed`` is the scheme OpenVINO runs entirely in INT8 (NNCF's
+            ``performance`` preset): O-Net's asymmetric uint8 PReLU outputs left its
+            MaxPools and their zero-point subtraction in FP32 (0.70 vs 0.46 ms). ONNX
+            Runtime runs it slowly (its int8-activation kernels are no faster than FP32).
         symmetric_activations: zero point in the middle of the grid (else asymmetric).
         calibration_samples: how many calibration samples to use at most.
         exclude: regexes (``re.search``) on ONNX node names or PyTorch module names
@@ -77,7 +82,7 @@ class StaticInt8Config(Config):
         check_patterns(self.exclude)
         check_choice("calibrator", self.calibrator, CALIBRATORS)
         check_range("percentile", self.percentile, 90.0, 100.0)
-        check_choice("activations", self.activations, ("uint8", "int8"))
+        check_choice("activations", self.activations, ("uint8", "int8", "mixed"))
         check_range("calibration_samples", self.calibration_samples, 1, 1_000_000)
 
 
@@ -236,18 +241,23 @@ def qdq_quantize(pre: Path, out: Path, ranges: dict, cfg: StaticInt8Config) -> P
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     table = _write_table(ranges, out.with_suffix(".calib.json"))
+    extra = {"ActivationSymmetric": cfg.symmetric_activations}
+    if cfg.activations == "mixed":  # signed tensors: symmetric int8, the rest uint8
+        signed = {"quant_type": QuantType.QInt8, "symmetric": True}
+        extra["TensorQuantOverrides"] = {t: [dict(signed)] for t, (lo, _) in ranges.items()
+                                         if lo < 0}  # fmt: skip
     with contextlib.redirect_stdout(io.StringIO()):  # ORT prints calibration chatter
         quantize_static(
             str(pre), str(out), None,
             quant_format=QuantFormat.QDQ,
             per_channel=cfg.per_channel,
-            activation_type=QuantType.QUInt8 if cfg.activations == "uint8" else QuantType.QInt8,
+            activation_type=QuantType.QInt8 if cfg.activations == "int8" else QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
             calibration_cache_path=str(table),
             nodes_to_exclude=excluded_nodes(pre, cfg.exclude),
             op_types_to_quantize=list(cfg.ops) or None,
-            extra_options={"ActivationSymmetric": cfg.symmetric_activations},
+            extra_options=extra,
         )
     return out
 

@@ -72,6 +72,28 @@ def test_graph_outputs_stay_float(digits_task, tmp_path):
     assert art.path.read_bytes() == before
 
 
+def test_mixed_activations_sign_only_the_signed_tensors(tiny, tmp_path):
+    """``mixed``: tensors that go negative are symmetric int8 (zero point 0), the never-negative
+    ones (after ReLU) uint8, and the file still agrees with FP32 in ONNX Runtime."""
+    import torch
+
+    cfg = StaticInt8Config(calibrator="minmax", activations="mixed", calibration_samples=64)
+    art = quantize(tiny.model, cfg, tiny.calibration, workdir=tmp_path)
+    m = onnx.load(str(art.path))
+    inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    zps = [inits[n.input[2]] for n in m.graph.node
+           if n.op_type == "QuantizeLinear" and inits[n.input[1]].size == 1]  # fmt: skip
+    signed = [z for z in zps if z.dtype == np.int8]
+    unsigned = [z for z in zps if z.dtype == np.uint8]
+    assert signed and unsigned  # the input is signed, ReLU outputs are not
+    assert all(int(z) == 0 for z in signed + unsigned)  # symmetric, or a range starting at 0
+    x = tiny.eval.inputs[0]
+    got = run_onnx(ort_session(art.path, 1), (x,))
+    with torch.no_grad():
+        ref = tiny.model(torch.from_numpy(x)).numpy()
+    assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.95
+
+
 def test_wrong_calibration_shape_is_a_user_error(digits_task, tmp_path):
     bad = Dataset((np.zeros((4, 1, 7, 7), np.float32),), np.zeros(4))
     from edgeshrink.quant.ort import check_calibration

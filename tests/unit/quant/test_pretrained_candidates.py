@@ -73,15 +73,16 @@ def test_transformer_candidates_add_int4_and_smoothquant():
 
 @pytest.mark.skipif(not importlib.util.find_spec("openvino") or not importlib.util.find_spec("nncf"),
                     reason="openvino/nncf not installed")  # fmt: skip
-@pytest.mark.parametrize("quantizer", ["edgeshrink", "nncf"])
-def test_openvino_target_matches_fp32(tiny, tmp_path, quantizer):
+@pytest.mark.parametrize(("quantizer", "activations"),
+                         [("edgeshrink", "uint8"), ("edgeshrink", "mixed"), ("nncf", "uint8")])
+def test_openvino_target_matches_fp32(tiny, tmp_path, quantizer, activations):
     import openvino as ov
     from _tiny import ctx_for
 
     from edgeshrink.quant import OpenVinoInt8Config
     from edgeshrink.transforms import apply_recipe
 
-    cfg = OpenVinoInt8Config(quantizer=quantizer, calibration_samples=64)
+    cfg = OpenVinoInt8Config(quantizer=quantizer, activations=activations, calibration_samples=64)
     art = apply_recipe([cfg], ctx_for(tiny, tmp_path))
     x = tiny.eval.inputs[0][:64]
     got = np.concatenate([art.simulate(x[i : i + 1]) for i in range(len(x))])
