@@ -12,6 +12,12 @@ it agreed with FP32 on 86.5 % of top-1 (KL 0.056) against NNCF's 84.75 % (KL 0.1
 0.53x ORT FP32 latency against NNCF's 0.71x, and it matched NNCF's speed on ResNet-18
 (benchmarks/RESULTS.md). ``nncf`` runs ``nncf.quantize`` on the FP32 export.
 
+Activations: OpenVINO keeps a tensor in INT8 through MaxPool and the next layer only when
+its zero point is 0. Asymmetric uint8 is exactly that after ReLU, but not after PReLU or a
+linear bottleneck: O-Net's MaxPools and zero-point subtractions then ran in FP32 (1.23x
+ORT FP32). ``activations="mixed"`` (symmetric int8 where a tensor goes negative) ran it at
+0.80x; ResNet-18 then compiles to the same INT8 kernels as NNCF's file.
+
 The artifact's ``path`` is the ONNX it came from (the QDQ file, or the FP32 export for NNCF:
 what ORT-based tools can open); the shipped files are ``NAME.xml``/``NAME.bin``
 (``notes["ir"]``) and ``simulate`` runs the compiled OpenVINO model,
