@@ -108,8 +108,11 @@ def _prune_specs(task, transformer: bool) -> list:
     from edgeshrink.study.plan import CandidateSpec
     from edgeshrink.train import FinetuneConfig
 
-    specs = [CandidateSpec("wanda-50", (WandaConfig(0.5),)),
-             CandidateSpec("wanda-2:4", (WandaConfig(pattern="2:4"),))]  # fmt: skip
+    # one-shot pruning handles Linear and ungrouped convs: depthwise convs stay dense
+    grouped = tuple(re.escape(f"{name}.weight") for name, m in task.model.named_modules()
+                    if isinstance(m, nn.Conv2d) and m.groups > 1)  # fmt: skip
+    specs = [CandidateSpec("wanda-50", (WandaConfig(0.5, exclude=grouped),)),
+             CandidateSpec("wanda-2:4", (WandaConfig(pattern="2:4", exclude=grouped),))]  # fmt: skip
     # transformers: heads and FFN neurons only; the residual stream's width (embeddings,
     # the Linears that write into it, LayerNorms; Hugging Face BERT names) stays
     residual = (r".*embeddings.*", r".*attention\.output\.dense", r".*layer\.\d+\.output\.dense",

@@ -65,6 +65,39 @@ def test_cnn_candidates(tiny):
         assert tuple(config_from_dict(config_to_dict(c)) for c in spec.recipe) == spec.recipe
 
 
+class TinyDepthwise(nn.Module):
+    """MobileNet's shape: a depthwise conv between two pointwise ones."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 8, 1), nn.ReLU(),
+                                      nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.ReLU(),
+                                      nn.Conv2d(8, 8, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.classifier = nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+def test_wanda_candidates_leave_depthwise_convs_dense(tmp_path):
+    """One-shot pruning refuses grouped convs; MobileNetV2's Wanda candidates failed on its
+    first depthwise conv until the candidate list excluded them."""
+    from _tiny import ctx_for
+
+    from edgeshrink.transforms import apply_recipe
+
+    x = np.random.default_rng(0).standard_normal((32, 1, 8, 8)).astype(np.float32)
+    y = np.zeros(32, dtype=np.int64)
+    torch.manual_seed(0)
+    task = Task("dw", TinyDepthwise().eval(), None, Dataset((x,), y), Dataset((x,), y))
+    specs = {s.name: s for s in pretrained_candidates(task)}
+    for name in ("wanda-50", "wanda-2:4"):
+        art = apply_recipe(list(specs[name].recipe), ctx_for(task, tmp_path))
+        weights = dict(art.model.named_parameters())
+        assert (weights["features.2.weight"] != 0).all()  # depthwise: dense
+        assert (weights["features.4.weight"] == 0).float().mean() >= 0.5  # pointwise: pruned
+
+
 def test_transformer_candidates_add_int4_and_smoothquant():
     names = [s.name for s in pretrained_candidates(_encoder_task())]
     assert "int4-weight-only-g32" in names and "smoothquant-0.5+int8-static" in names
