@@ -61,6 +61,9 @@ class StructuredConfig(Config):
         round_to: keep channel counts multiples of this. ONNX Runtime's x86 convolutions
             use blocks of 16 channels with AVX-512 (8 with AVX2); at the same MACs,
             MobileNetV2 ran 0.566x unpruned rounded to 16 against 0.658x rounded to 8.
+            Torch-Pruning rounds the *kept* count down, so a narrow layer can lose far
+            more than ``ratio``: at ``ratio=0.1, round_to=16`` MobileNetV2's 32- and
+            24-wide layers keep 16. A ``macs_reduction`` target accounts for this.
         head_ratio: fraction of attention heads removed (models whose attention modules
             have ``num_heads`` and ``q``/``k``/``v`` or ``query``/``key``/``value`` Linears).
         calibration_samples: samples used for ``taylor`` / ``hessian`` gradients.
