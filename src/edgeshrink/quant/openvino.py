@@ -55,7 +55,7 @@ class OpenVinoInt8Config(Config):
         activations: ``uint8`` (asymmetric) or ``mixed`` (uint8 where never negative,
             symmetric int8 elsewhere) for the ``edgeshrink`` quantizer; see
             :class:`~edgeshrink.quant.ort.StaticInt8Config`. ``mixed`` runs more of the
-            graph in INT8 (O-Net 0.46 vs 0.70 ms); ``uint8`` kept more accuracy on
+            graph in INT8 (O-Net 0.44 vs 0.65 ms); ``uint8`` kept more accuracy on
             MobileNetV2 (benchmarks/RESULTS.md).
         preset: NNCF's ``performance`` (symmetric activations) or ``mixed`` (asymmetric).
         calibration_samples: calibration samples the quantizer sees.

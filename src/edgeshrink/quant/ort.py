@@ -48,7 +48,7 @@ class StaticInt8Config(Config):
             uint8 where the calibrated range is never negative (zero point 0), symmetric
             int8 where it is. ``mixed`` is the scheme OpenVINO runs entirely in INT8 (NNCF's
             ``performance`` preset): O-Net's asymmetric uint8 PReLU outputs left its
-            MaxPools and their zero-point subtraction in FP32 (0.70 vs 0.46 ms). ONNX
+            MaxPools and their zero-point subtraction in FP32 (0.65 vs 0.44 ms). ONNX
             Runtime runs it slowly (its int8-activation kernels are no faster than FP32).
         symmetric_activations: zero point in the middle of the grid (else asymmetric).
         calibration_samples: how many calibration samples to use at most.
@@ -83,6 +83,9 @@ class StaticInt8Config(Config):
         check_choice("calibrator", self.calibrator, CALIBRATORS)
         check_range("percentile", self.percentile, 90.0, 100.0)
         check_choice("activations", self.activations, ("uint8", "int8", "mixed"))
+        if self.activations == "mixed" and self.symmetric_activations:
+            raise UserError("activations=mixed already makes the signed tensors symmetric; "
+                            "symmetric_activations would centre the uint8 ones at 128.")
         check_range("calibration_samples", self.calibration_samples, 1, 1_000_000)
 
 

@@ -108,3 +108,8 @@ def test_wrong_calibration_shape_is_a_user_error(digits_task, tmp_path):
 def test_bad_static_config_is_a_user_error(field, value):
     with pytest.raises(UserError, match=field):
         StaticInt8Config(**{field: value})
+
+
+def test_mixed_with_symmetric_activations_is_a_user_error():
+    with pytest.raises(UserError, match="mixed"):
+        StaticInt8Config(activations="mixed", symmetric_activations=True)
