@@ -61,9 +61,10 @@ class StructuredConfig(Config):
         round_to: keep channel counts multiples of this. ONNX Runtime's x86 convolutions
             use blocks of 16 channels with AVX-512 (8 with AVX2); at the same MACs,
             MobileNetV2 ran 0.566x unpruned rounded to 16 against 0.658x rounded to 8.
-            Torch-Pruning rounds the *kept* count down, so a narrow layer can lose far
-            more than ``ratio``: at ``ratio=0.1, round_to=16`` MobileNetV2's 32- and
-            24-wide layers keep 16. A ``macs_reduction`` target accounts for this.
+            The kept count goes to the nearest multiple (or stays as it was, if that is
+            nearer), never below ``round_to``. Torch-Pruning itself rounds it down, so a
+            narrow layer lost far more than ``ratio``: at ``ratio=0.1, round_to=16``
+            MobileNetV2's 32- and 24-wide layers kept 16.
         head_ratio: fraction of attention heads removed (models whose attention modules
             have ``num_heads`` and ``q``/``k``/``v`` or ``query``/``key``/``value`` Linears).
         calibration_samples: samples used for ``taylor`` / ``hessian`` gradients.
@@ -165,6 +166,35 @@ def _attention(model: nn.Module) -> dict[nn.Module, tuple[nn.Linear, ...]]:
 # --------------------------------------------------------------------------- surgery
 
 
+def kept_channels(current: int, target: int, round_to: int) -> int:
+    """Channels a layer of ``current`` keeps when ``target`` are wanted: the nearest multiple
+    of ``round_to`` no larger than ``current`` (at least ``round_to``), or ``current`` itself
+    when that is nearer (ties keep more).
+
+    Example:
+        >>> kept_channels(32, 29, 16), kept_channels(24, 22, 16), kept_channels(64, 40, 16)
+        (32, 24, 48)
+    """
+    if round_to <= 1 or current <= round_to:
+        return current if round_to > 1 else target
+    options = [m for m in range(round_to, current + 1, round_to)] + [current]
+    return min(options, key=lambda k: (abs(k - target), -k))
+
+
+def _nearest_round_pruner():
+    import torch_pruning as tp
+
+    class NearestRoundPruner(tp.pruner.MetaPruner):
+        """Torch-Pruning's pruner with :func:`kept_channels` rounding instead of its
+        round-down (which halved 32-wide layers at a 10 % ratio)."""
+
+        def _round_to(self, n_pruned, current_channels, round_to):
+            kept = kept_channels(current_channels, current_channels - n_pruned, round_to)
+            return max(current_channels - kept, 0)
+
+    return NearestRoundPruner
+
+
 def _prune_once(
     model: nn.Module,
     cfg: StructuredConfig,
@@ -173,8 +203,6 @@ def _prune_once(
     ratio: float,
 ) -> nn.Module:
     """Remove ``ratio`` of the channels of ``model`` in place (eval mode) and return it."""
-    import torch_pruning as tp
-
     attention = _attention(model)
     num_heads = {lin: m.num_heads for m, lins in attention.items() for lin in lins}
     importance = SaliencyImportance(
@@ -182,7 +210,7 @@ def _prune_once(
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "unwrapped parameters": tokens/pos-embeddings
-        pruner = tp.pruner.MetaPruner(
+        pruner = _nearest_round_pruner()(
             model, example, importance=importance, pruning_ratio=ratio,
             global_pruning=cfg.scope == "global",
             ignored_layers=_excluded(model, cfg, _output_layer(model, example)),

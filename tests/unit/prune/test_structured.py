@@ -154,6 +154,20 @@ def test_global_scope_and_round_to():
             assert m.in_channels % 8 == 0
 
 
+def test_round_to_keeps_the_nearest_multiple_not_the_one_below():
+    """Torch-Pruning rounds the kept count down: a 10 % ratio with round_to=16 halved a
+    32-wide layer (MobileNetV2's). Ours keeps the nearest multiple, or the layer as is."""
+    from edgeshrink.prune.structured import kept_channels
+
+    def widths(ratio):
+        model = prune_structured(_built(Depthwise), StructuredConfig(ratio=ratio, round_to=16), X)
+        return model.expand[0].out_channels, model.project[0].out_channels
+
+    assert widths(0.1) == (32, 16)  # 28.8 -> 32; project (the output layer's input) as is
+    assert widths(0.4)[0] == 16  # 19.2 -> 16
+    assert [kept_channels(24, t, 16) for t in (22, 18)] == [24, 16]
+
+
 def _digits(n=24, shape=(1, 28, 28)):
     gen = np.random.default_rng(0)
     return Dataset((gen.standard_normal((n, *shape)).astype(np.float32),), gen.integers(0, 10, n))
