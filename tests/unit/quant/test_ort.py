@@ -113,3 +113,31 @@ def test_bad_static_config_is_a_user_error(field, value):
 def test_mixed_with_symmetric_activations_is_a_user_error():
     with pytest.raises(UserError, match="mixed"):
         StaticInt8Config(activations="mixed", symmetric_activations=True)
+
+
+def test_inputs_only_leaves_a_conv_output_float_before_an_unquantized_op(tmp_path):
+    """O-Net's shape: Conv -> PReLU. ``inputs_only`` quantizes what the next quantized layer
+    reads (after the PReLU), not the Conv's own output; both files still agree with FP32."""
+    import torch
+    from torch import nn
+
+    from edgeshrink.task import Task
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.PReLU(4), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    x = np.random.default_rng(0).standard_normal((64, 1, 8, 8)).astype(np.float32)
+    data = Dataset((x,), np.zeros(64, dtype=np.int64))
+    task = Task("prelu", model.eval(), None, data, data)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    readers = {}
+    for only in (False, True):
+        cfg = StaticInt8Config(calibration_samples=64, inputs_only=only)
+        art = quantize(task.model, cfg, data, workdir=tmp_path, name=f"io{only}")
+        m = onnx.load(str(art.path))
+        producer = {o: n.op_type for n in m.graph.node for o in n.output}
+        readers[only] = [producer.get(n.input[0]) for n in m.graph.node
+                         if n.op_type == "QuantizeLinear"]  # fmt: skip
+        got = run_onnx(ort_session(art.path, 1), (x,))
+        assert np.abs(got - ref).max() < 0.1 * np.abs(ref).max()
+    assert "Conv" in readers[False] and "Conv" not in readers[True]
