@@ -16,8 +16,8 @@ Activations: OpenVINO keeps a tensor in INT8 through MaxPool and the next layer 
 its zero point is 0. Asymmetric uint8 is exactly that after ReLU, but not after PReLU or a
 linear bottleneck: O-Net's MaxPools and zero-point subtractions then ran in FP32 (1.23x
 ORT FP32). ``activations="mixed"`` (symmetric int8 where a tensor goes negative, and only
-layer inputs quantized, so OpenVINO fuses Conv+PReLU) ran it at about 0.6x; ResNet-18 then
-compiles to the same INT8 kernels as NNCF's file.
+layer inputs quantized, so OpenVINO fuses Conv+PReLU) ran it at 0.77-0.80x (NNCF 0.69x);
+ResNet-18 then compiles to the same INT8 kernels as NNCF's file.
 
 The artifact's ``path`` is the ONNX it came from (the QDQ file, or the FP32 export for NNCF:
 what ORT-based tools can open); the shipped files are ``NAME.xml``/``NAME.bin``
@@ -56,8 +56,9 @@ class OpenVinoInt8Config(Config):
         activations: ``uint8`` (asymmetric) or ``mixed``: NNCF's scheme with our ranges,
             uint8 where never negative, symmetric int8 elsewhere, and layer inputs
             quantized rather than outputs (``StaticInt8Config(activations="mixed",
-            inputs_only=True)``). ``mixed`` runs more of the graph in INT8 (O-Net 0.26 vs
-            0.65 ms); ``uint8`` kept more accuracy on MobileNetV2 (benchmarks/RESULTS.md).
+            inputs_only=True)``). ``mixed`` runs more of the graph in INT8 (O-Net 0.77x
+            vs 1.27x ORT FP32); ``uint8`` kept more accuracy on MobileNetV2
+            (benchmarks/RESULTS.md).
         preset: NNCF's ``performance`` (symmetric activations) or ``mixed`` (asymmetric).
         calibration_samples: calibration samples the quantizer sees.
         threads: inference threads of the compiled model.
