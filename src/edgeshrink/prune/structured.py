@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import functools
 import re
 import warnings
 from dataclasses import dataclass
@@ -177,10 +178,11 @@ def kept_channels(current: int, target: int, round_to: int) -> int:
     """
     if round_to <= 1 or current <= round_to:
         return current if round_to > 1 else target
-    options = [m for m in range(round_to, current + 1, round_to)] + [current]
+    options = [*range(round_to, current + 1, round_to), current]
     return min(options, key=lambda k: (abs(k - target), -k))
 
 
+@functools.cache
 def _nearest_round_pruner():
     import torch_pruning as tp
 
