@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any, ClassVar
 
 import yaml
@@ -112,6 +113,15 @@ def check_range(
     if not ok:
         bracket = ")" if high_open else "]"
         raise UserError(f"{name} must be in [{low}, {high}{bracket}, got {value}.")
+
+
+def check_regex(name: str, *patterns: str) -> None:
+    """Raise a UserError naming ``name`` unless every pattern is a valid regular expression."""
+    for pat in patterns:
+        try:
+            re.compile(pat)
+        except (re.error, TypeError) as exc:
+            raise UserError(f"{name} pattern {pat!r} is not a valid regex ({exc}).") from None
 
 
 def check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> None:

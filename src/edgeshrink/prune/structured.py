@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from edgeshrink.config import Config, check_choice, check_range, register_config
+from edgeshrink.config import Config, check_choice, check_range, check_regex, register_config
 from edgeshrink.data import Dataset
 from edgeshrink.errors import UserError
 from edgeshrink.measure.model_stats import count_macs
@@ -95,11 +95,7 @@ class StructuredConfig(Config):
         check_range("round_to", self.round_to, 1, 1024)
         check_range("head_ratio", self.head_ratio, 0.0, 1.0, high_open=True)
         check_range("calibration_samples", self.calibration_samples, 1, 1_000_000)
-        for pattern in self.exclude:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise UserError(f"exclude pattern {pattern!r} is not a regex ({exc}).") from None
+        check_regex("exclude", *self.exclude)
 
     @property
     def target(self) -> tuple[str, float]:

@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 from torch import nn
 
-from edgeshrink.config import Config, check_choice, check_range, register_config
+from edgeshrink.config import Config, check_choice, check_range, check_regex, register_config
 from edgeshrink.data import Dataset
 from edgeshrink.errors import UserError
 from edgeshrink.export import OPSET, export_onnx, save_onnx
@@ -84,7 +84,7 @@ class StaticInt8Config(Config):
     inputs_only: bool = False
 
     def __post_init__(self) -> None:
-        check_patterns(self.exclude)
+        check_regex("exclude", *self.exclude)
         check_choice("calibrator", self.calibrator, CALIBRATORS)
         check_range("percentile", self.percentile, 90.0, 100.0)
         check_choice("activations", self.activations, ("uint8", "int8", "mixed"))
@@ -118,7 +118,7 @@ class DynamicInt8Config(Config):
     exclude: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        check_patterns(self.exclude)
+        check_regex("exclude", *self.exclude)
 
 
 @register_config
@@ -129,15 +129,6 @@ class Fp16Config(Config):
     kind = "fp16"
     stage = "artifact"
     family = "quantization"
-
-
-def check_patterns(patterns: tuple[str, ...]) -> None:
-    """Every ``exclude`` entry must be a valid regular expression."""
-    for pat in patterns:
-        try:
-            re.compile(pat)
-        except (re.error, TypeError) as exc:
-            raise UserError(f"exclude pattern {pat!r} is not a valid regex ({exc}).") from None
 
 
 def _fp32_export(model: nn.Module, ctx: TransformContext, workdir: Path) -> Path:

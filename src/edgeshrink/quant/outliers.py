@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from edgeshrink.config import Config, check_range, register_config
+from edgeshrink.config import Config, check_range, check_regex, register_config
 from edgeshrink.errors import UserError
 from edgeshrink.quant.smooth import input_maxima
 from edgeshrink.transforms import TransformContext, transform
@@ -70,10 +70,7 @@ class OutlierSplitConfig(Config):
         check_range("ratio", self.ratio, 1.0, 1e6)
         check_range("max_channels", self.max_channels, 1, 1 << 20)
         check_range("calibration_samples", self.calibration_samples, 1, 1_000_000)
-        try:
-            re.compile(self.layers)
-        except re.error as exc:
-            raise UserError(f"layers={self.layers!r} is not a valid regex ({exc}).") from None
+        check_regex("layers", self.layers)
 
 
 class SplitLinear(nn.Module):

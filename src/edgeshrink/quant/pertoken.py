@@ -31,7 +31,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from edgeshrink.config import Config, register_config
+from edgeshrink.config import Config, check_regex, register_config
 from edgeshrink.errors import UserError
 from edgeshrink.export import save_onnx
 from edgeshrink.transforms import Artifact, TransformContext, transform
@@ -65,11 +65,10 @@ class PerTokenInt8Config(Config):
     symmetric: bool = False
 
     def __post_init__(self) -> None:
-        from edgeshrink.quant.ort import check_patterns
 
         if not self.layers:
             raise UserError("layers is empty; name at least one layer regex (\".\" for all).")
-        check_patterns(self.layers)
+        check_regex("layers", *self.layers)
 
 
 def quantize_weight(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

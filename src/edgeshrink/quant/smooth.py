@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from edgeshrink.config import Config, check_range, register_config
+from edgeshrink.config import Config, check_range, check_regex, register_config
 from edgeshrink.data import Dataset
 from edgeshrink.errors import UserError
 from edgeshrink.transforms import TransformContext, transform
@@ -56,10 +56,7 @@ class SmoothQuantConfig(Config):
     def __post_init__(self) -> None:
         check_range("alpha", self.alpha, 0.0, 1.0)
         check_range("calibration_samples", self.calibration_samples, 1, 1_000_000)
-        try:
-            re.compile(self.layers)
-        except re.error as exc:
-            raise UserError(f"layers {self.layers!r} is not a valid regex ({exc}).") from None
+        check_regex("layers", self.layers)
 
 
 class SmoothedLinear(nn.Module):
