@@ -113,6 +113,7 @@ def test_openvino_target_matches_fp32(tiny, tmp_path, quantizer, activations):
     from _tiny import ctx_for
 
     from edgeshrink.quant import OpenVinoInt8Config
+    from edgeshrink.quant.openvino import compiled_graph
     from edgeshrink.transforms import apply_recipe
 
     cfg = OpenVinoInt8Config(quantizer=quantizer, activations=activations, calibration_samples=64)
@@ -130,3 +131,6 @@ def test_openvino_target_matches_fp32(tiny, tmp_path, quantizer, activations):
                for op in ops)  # fmt: skip
     fp32_bytes = 4 * sum(p.numel() for p in tiny.model.parameters())
     assert Path(art.notes["ir"]).with_suffix(".bin").stat().st_size < 0.6 * fp32_bytes
+    if activations == "mixed":  # the quantizer moved above Flatten/MaxPool fuses into the conv
+        kernels = compiled_graph(art.simulate)
+        assert kernels[("Pooling", "u8")] == 1 and kernels[("FakeQuantize", "u8")] == 1, kernels
