@@ -78,8 +78,10 @@ def _nncf(fp32: Path, task, out: Path):
 class _Variant:
     """One row: a callable on one example, its outputs on the eval set, its size."""
 
-    def __init__(self, fn, outputs: np.ndarray, size: int | None, quantize_s: float = 0.0):
+    def __init__(self, fn, outputs: np.ndarray, size: int | None, quantize_s: float = 0.0,
+                 compiled=None):  # fmt: skip
         self.fn, self.outputs, self.size, self.quantize_s = fn, outputs, size, quantize_s
+        self.compiled = compiled  # compile_openvino's callable, for the OpenVINO variants
 
 
 def _ort_variant(path: Path, task, t0: float) -> _Variant:
@@ -98,7 +100,8 @@ def _fn_variant(fn, size, *, task, t0: float, batch: int = 1) -> _Variant:
     secs = time.perf_counter() - t0
     outs = np.concatenate([np.asarray(fn(*b)) for b in task.eval.numpy_batches(batch)])
     one = tuple(a[:1] for a in task.eval.inputs)
-    return _Variant(lambda: fn(*one), outs, size, secs)
+    return _Variant(lambda: fn(*one), outs, size, secs,
+                    compiled=fn if hasattr(fn, "compiled") else None)  # fmt: skip
 
 
 def _ours(ctx, task, recipe: list, name: str) -> _Variant:
@@ -140,11 +143,27 @@ def _table(ctx, task, variants: dict, label: str, metric_names: list[str]) -> st
                      f"{stats['ratio'][name]:.2f}", "{:.2f}-{:.2f}".format(*stats["spread"][name]),
                      f"{stats['p50_ms'][name]:.2f}",
                      f"{v.size / fp32_size:.2f}" if v.size else "-", f"{v.quantize_s:.0f}"])
-    note = (f"\n{label}: others' CPU use before timing {load_before or 0:.2f} cores, max during "
+    note = _same_graphs(variants)
+    note += (f"\n{label}: others' CPU use before timing {load_before or 0:.2f} cores, max during "
             f"{stats['others_cpu_cores']:.2f}; load average {os.getloadavg()[0]:.1f}; "
             f"{stats['repeats']} interleaved repeats.\n")
     return ctx.table(["variant", *metric_names, "latency / ORT FP32", "ratio spread", "p50 ms",
                       "size / FP32", "build s"], rows) + note  # fmt: skip
+
+
+def _same_graphs(variants: dict) -> str:
+    """A line naming the OpenVINO variants that compile to NNCF's kernels (or none)."""
+    from edgeshrink.quant.openvino import compiled_graph
+
+    nncf = variants.get("peer: NNCF + OpenVINO INT8")
+    if nncf is None or nncf.compiled is None:
+        return ""
+    ref = compiled_graph(nncf.compiled)
+    ours = {n: compiled_graph(v.compiled) for n, v in variants.items()
+            if v.compiled is not None and v is not nncf}  # fmt: skip
+    same = [n for n, g in ours.items() if g == ref]
+    return (f"\nCompiled by OpenVINO's CPU plugin to the same kernels as NNCF's file ({sum(ref.values())} "
+            f"runtime nodes, counted by kind x output precision): {', '.join(same) or 'none'}.\n")
 
 
 def _fp32(ctx, task, key: str) -> tuple[Path, _Variant]:
