@@ -212,7 +212,8 @@ def mobilenet(ctx) -> str:
         "ours: static mse": [StaticInt8Config(calibrator="mse")],
         "ours: percentile + bias correction": [StaticInt8Config(calibrator="percentile", **bc)],
         "ours: mse + bias correction": [StaticInt8Config(calibrator="mse", **bc)],
-        "ours: OpenVINO target (our QDQ, percentile + bias corr.)": [OpenVinoInt8Config()],
+        "ours: OpenVINO target (our QDQ, percentile + bias corr.)": [
+            OpenVinoInt8Config(activations="uint8")],
         "ours: OpenVINO target, mixed u8/s8 activations": [
             OpenVinoInt8Config(activations="mixed")],
     }  # fmt: skip
@@ -303,7 +304,7 @@ def onet(ctx) -> str:
             ctx, task, [StaticInt8Config(calibrator=cal, bias_correction=True)], f"o-{cal}-bc")
     if importlib.util.find_spec("openvino"):
         v["ours: OpenVINO target (our QDQ, percentile + bias corr.)"] = _ours(
-            ctx, task, [OpenVinoInt8Config()], "o-ov")
+            ctx, task, [OpenVinoInt8Config(activations="uint8")], "o-ov")
         v["ours: OpenVINO target, mixed u8/s8 activations"] = _ours(
             ctx, task, [OpenVinoInt8Config(activations="mixed")], "o-ov-mixed")
     return _table(ctx, task, v, "O-Net", ["accuracy", "roc_auc", "mean_abs_dp_face"])

@@ -58,12 +58,12 @@ class OpenVinoInt8Config(Config):
             ``nncf`` (``nncf.quantize`` with ``preset``).
         calibrator: activation-range calibrator of the ``edgeshrink`` quantizer.
         bias_correction: per-channel bias correction of the ``edgeshrink`` quantizer.
-        activations: ``uint8`` (asymmetric) or ``mixed``: NNCF's scheme with our ranges,
-            uint8 where never negative, symmetric int8 elsewhere, and layer inputs
-            quantized rather than outputs (``StaticInt8Config(activations="mixed",
-            inputs_only=True)``). ``mixed`` runs more of the graph in INT8 (O-Net:
-            NNCF's kernels, where ``uint8`` ran at 1.27x ORT FP32); on MobileNetV2 each
-            was the more accurate in one run (benchmarks/RESULTS.md).
+        activations: ``mixed`` (default): NNCF's scheme with our ranges, uint8 where never
+            negative, symmetric int8 elsewhere, and layer inputs quantized rather than
+            outputs (``StaticInt8Config(activations="mixed", inputs_only=True)``); or
+            ``uint8`` (asymmetric everywhere). ``mixed`` never ran slower and keeps PReLU
+            nets in INT8 (O-Net 0.75x ORT FP32, NNCF's kernels; ``uint8`` 1.35x); on
+            MobileNetV2 each was the more accurate in one run (benchmarks/RESULTS.md).
         preset: NNCF's ``performance`` (symmetric activations) or ``mixed`` (asymmetric).
         calibration_samples: calibration samples the quantizer sees.
         threads: inference threads of the compiled model.
@@ -78,7 +78,7 @@ class OpenVinoInt8Config(Config):
     quantizer: str = "edgeshrink"
     calibrator: str = "percentile"
     bias_correction: bool = True
-    activations: str = "uint8"
+    activations: str = "mixed"
     preset: str = "performance"
     calibration_samples: int = 300
     threads: int = 2

@@ -95,7 +95,7 @@ def _quant_specs(task, transformer: bool) -> list:
         if importlib.util.find_spec("openvino"):
             from edgeshrink.quant.openvino import OpenVinoInt8Config
 
-            specs += [CandidateSpec("openvino-int8", (OpenVinoInt8Config(),)),
+            specs += [CandidateSpec("openvino-int8", (OpenVinoInt8Config(activations="uint8"),)),
                       CandidateSpec("openvino-int8-mixed",
                                     (OpenVinoInt8Config(activations="mixed"),))]  # fmt: skip
     return specs
