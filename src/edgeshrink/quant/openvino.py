@@ -180,7 +180,7 @@ def hoist_quantizers(model: onnx.ModelProto) -> int:
         dqs = readers.get(q.output[0], [])
         if not chain or len(dqs) != 1 \
                 or q.input[1] not in per_tensor \
-                or dqs[0].op_type != "DequantizeLinear" \
+                or dqs[0].op_type != "DequantizeLinear" or dqs[0].output[0] in graph_outputs \
                 or (source is not None and source.op_type == "DequantizeLinear"):
             continue
         dq, top, bottom = dqs[0], chain[-1], chain[0]
