@@ -191,30 +191,15 @@ def hoist_quantizers(model: onnx.ModelProto) -> int:
         readers[bottom.output[0]], readers[dq.output[0]] = users, [top]
         moved += 1
     if moved:  # the nodes were edited in place; now restore a topological order
-        order = _topological(g)
+        from edgeshrink.quant.simulate import topological_nodes
+
+        ready = {i.name for i in g.input} | {t.name for t in g.initializer}
+        order = [onnx.NodeProto() for _ in g.node]
+        for copy, node in zip(order, topological_nodes(g, ready), strict=True):
+            copy.CopyFrom(node)  # copies: clearing g.node below detaches the originals
         del g.node[:]
         g.node.extend(order)
     return moved
-
-
-def _topological(g: onnx.GraphProto) -> list:
-    """Copies of ``g``'s nodes in an order where each reads only what came before."""
-    ready = {i.name for i in g.input} | {t.name for t in g.initializer} | {""}
-    pending, order = [onnx.NodeProto() for _ in g.node], []
-    for copy, node in zip(pending, g.node, strict=True):
-        copy.CopyFrom(node)
-    while pending:
-        left = []
-        for node in pending:
-            if all(name in ready for name in node.input):
-                order.append(node)
-                ready.update(node.output)
-            else:
-                left.append(node)
-        if len(left) == len(pending):
-            raise ValueError("the graph has a cycle or reads a tensor nothing writes")
-        pending = left
-    return order
 
 
 def _edgeshrink_model(cfg: OpenVinoInt8Config, model: nn.Module, ctx: TransformContext):

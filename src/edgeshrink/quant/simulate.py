@@ -149,7 +149,7 @@ _OPS: dict[str, Callable] = {
 }  # fmt: skip
 
 
-def _topological(graph, ready: set[str]) -> list:
+def topological_nodes(graph, ready: set[str]) -> list:
     """Nodes in an executable order (the FP16 converter appends its input Casts at the end)."""
     pending, order, ready = list(graph.node), [], set(ready) | {""}
     while pending:
@@ -178,7 +178,7 @@ class QdqSimulator:
         self.consts = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy())
                        for t in g.initializer}  # fmt: skip
         self.producer = {o: n for n in g.node for o in n.output}
-        self.nodes = _topological(g, set(self.consts) | {i.name for i in g.input})
+        self.nodes = topological_nodes(g, set(self.consts) | {i.name for i in g.input})
         unknown = sorted({n.op_type for n in g.node} - set(_OPS) - {"QuantizeLinear",
                                                                   "DequantizeLinear"})
         if unknown:

@@ -41,11 +41,14 @@ def test_hoisting_the_quantizer_above_maxpool_is_exact(tiny, tmp_path):
     assert hoist_quantizers(after) == 0  # nothing left to move
 
 
-def test_every_pool_of_a_deeper_net_reads_int8_and_the_outputs_do_not_move(tmp_path):
+def _stage(cin: int, cout: int) -> list[nn.Module]:
+    """O-Net's shape: Conv -> PReLU (goes negative) -> MaxPool."""
+    return [nn.Conv2d(cin, cout, 3, padding=1), nn.PReLU(cout), nn.MaxPool2d(2, ceil_mode=True)]
+
+
+def test_every_pool_of_a_deeper_net_reads_int8_and_its_outputs_stay_the_same(tmp_path):
     torch.manual_seed(0)
-    stage = lambda cin, cout: [nn.Conv2d(cin, cout, 3, padding=1), nn.PReLU(cout),  # noqa: E731
-                               nn.MaxPool2d(2, ceil_mode=True)]  # fmt: skip
-    model = nn.Sequential(*stage(3, 8), *stage(8, 16), *stage(16, 16), nn.Flatten(),
+    model = nn.Sequential(*_stage(3, 8), *_stage(8, 16), *_stage(16, 16), nn.Flatten(),
                           nn.Linear(16 * 2 * 2, 5)).eval()  # fmt: skip
     x = np.random.default_rng(0).standard_normal((64, 3, 13, 13)).astype(np.float32)
     cfg = StaticInt8Config(activations="mixed", inputs_only=True, calibration_samples=64)
