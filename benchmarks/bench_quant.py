@@ -149,6 +149,7 @@ def _ort_direct(fp32: Path, out: Path, calib: np.ndarray, *, uint8: bool) -> Pat
 
 
 def _openvino(fp32: Path, calib: np.ndarray, threads: int):
+    """(OpenVINO's compiled FP32 model, NNCF's INT8 OpenVINO model) of ``fp32``."""
     import nncf
     import openvino as ov
 
@@ -158,7 +159,7 @@ def _openvino(fp32: Path, calib: np.ndarray, threads: int):
                       subset_size=len(calib))  # fmt: skip
     cfg = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32",
            "PERFORMANCE_HINT": "LATENCY"}  # fmt: skip
-    return core.compile_model(q, "CPU", cfg), core.compile_model(model, "CPU", cfg), q
+    return core.compile_model(model, "CPU", cfg), q
 
 
 def _torch_dynamic(model):
@@ -178,8 +179,9 @@ def _agreement(out: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
     return top1_agreement(out, ref), mean_kl(out, ref)
 
 
-def _variants(ctx, key: str, model, task, calib: np.ndarray, best_cfg) -> tuple:
-    """``{name: (callable on one image, outputs on eval, size bytes)}`` for one model."""
+def _variants(ctx, key: str, model, task, calib: np.ndarray, best_cfg) -> tuple[dict, dict]:
+    """``{name: (callable on one image, outputs on eval, size bytes)}`` for one model, and
+    the compiled graphs (:func:`compiled_graph`) of NNCF's and our OpenVINO files."""
     import torch
 
     from edgeshrink.data import Dataset
@@ -215,18 +217,18 @@ def _variants(ctx, key: str, model, task, calib: np.ndarray, best_cfg) -> tuple:
         out["torch dynamic INT8 (eager)"] = (lambda: tdyn(xt), tdyn(torch.from_numpy(evalx)).numpy(),
                                              None)  # fmt: skip
     try:
-        ov_q, ov_f, ov_model = _openvino(fp32, calib, 2)
+        ov_f, ov_model = _openvino(fp32, calib, 2)
     except ImportError as exc:
         ctx.log(f"openvino/nncf unavailable: {exc}")
-        return out
+        return out, {}
     import openvino as ov
 
     ov.save_model(ov_model, str(ctx.work / f"{key}-ov.xml"))
     ov_size = (ctx.work / f"{key}-ov.bin").stat().st_size
-    ov_out = np.concatenate([ov_q(evalx[i : i + 1])[0] for i in range(len(evalx))])
     out["OpenVINO FP32 (forced f32)"] = (lambda: ov_f(x1), None, None)
     # every OpenVINO INT8 model is called the same way (edgeshrink's compile_openvino)
     nncf_run = compile_openvino(ov_model, 2)
+    ov_out = np.concatenate([nncf_run(evalx[i : i + 1]) for i in range(len(evalx))])
     out["NNCF + OpenVINO INT8"] = (lambda: nncf_run(x1), ov_out, ov_size)
     graphs = {"NNCF": compiled_graph(nncf_run)}
     qtask = type(task)(task.name, model, None, data, task.eval, input_names=task.input_names)
@@ -240,8 +242,7 @@ def _variants(ctx, key: str, model, task, calib: np.ndarray, best_cfg) -> tuple:
         out[f"edgeshrink INT8 OpenVINO target (our QDQ, {acts} activations, {label})"] = (
             lambda f=art.simulate: f(x1), es_out, art.notes["ir_bytes"])  # fmt: skip
         graphs[acts] = compiled_graph(art.simulate)
-    out["_graphs"] = graphs
-    return out
+    return out, graphs
 
 
 def _trained_like_batchnorm(task):
@@ -287,8 +288,7 @@ def peers(ctx, tasks: dict, best: dict) -> str:
         calib = task.calibration.inputs[0][:64]
         best_cfg = best.get("mobilenetv2-imagenet", (None, 0, 0, None))[3] or StaticInt8Config(
             calibrator="percentile", bias_correction=True)
-        variants = _variants(ctx, key, task.model, task, calib, best_cfg)
-        graphs = variants.pop("_graphs", {})
+        variants, graphs = _variants(ctx, key, task.model, task, calib, best_cfg)
         with torch.no_grad():
             ref = task.model(torch.from_numpy(task.eval.inputs[0])).numpy()
         fns = {n: v[0] for n, v in variants.items()}
