@@ -235,6 +235,24 @@ def _write_table(ranges: dict, path: Path) -> Path:
     return path
 
 
+# A calibrated range reaching this far is a mask (``scores + finfo(float32).min``), not a signal.
+MASK_RANGE = 1e30
+
+
+def mask_nodes(pre: Path, ranges: dict) -> list[str]:
+    """Names of the nodes that write or read a mask-valued tensor (range beyond MASK_RANGE).
+
+    Quantized, such a tensor has one level per ~1e36: the attention scores a mask is added
+    to collapse before the Softmax, and OpenVINO's FakeQuantize overflows to NaN (MiniLM:
+    3/4 of the outputs). They stay in float, as NNCF's transformer presets leave them.
+    """
+    masks = {t for t, (lo, hi) in ranges.items() if max(abs(lo), abs(hi)) >= MASK_RANGE}
+    if not masks:
+        return []
+    return [n.name for n in onnx.load(str(pre)).graph.node
+            if masks & (set(n.input) | set(n.output))]  # fmt: skip
+
+
 def qdq_quantize(pre: Path, out: Path, ranges: dict, cfg: StaticInt8Config) -> Path:
     """ORT's QDQ quantizer with our activation ranges; int8 weights, per-channel or not."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -256,7 +274,7 @@ def qdq_quantize(pre: Path, out: Path, ranges: dict, cfg: StaticInt8Config) -> P
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
             calibration_cache_path=str(table),
-            nodes_to_exclude=excluded_nodes(pre, cfg.exclude),
+            nodes_to_exclude=excluded_nodes(pre, cfg.exclude) + mask_nodes(pre, ranges),
             op_types_to_quantize=list(cfg.ops) or None,
             extra_options=extra,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+import torch
 from onnx import numpy_helper
 
 from edgeshrink.data import Dataset
@@ -70,6 +71,36 @@ def test_graph_outputs_stay_float(digits_task, tmp_path):
     before = art.path.read_bytes()
     float_outputs(art.path)  # idempotent: nothing left to drop
     assert art.path.read_bytes() == before
+
+
+class _MaskedAttention(torch.nn.Module):
+    """Scores plus a padding mask of float32's minimum, as Hugging Face's BERT builds it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q, self.out = torch.nn.Linear(8, 8), torch.nn.Linear(8, 4)
+
+    def forward(self, x, mask):
+        scores = self.q(x) @ x.transpose(1, 2)
+        scores = scores + (1.0 - mask[:, None, :]) * torch.finfo(torch.float32).min
+        return self.out((scores.softmax(-1) @ x).mean(1))
+
+
+def test_mask_tensors_stay_float(tmp_path):
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 6, 8)).astype(np.float32)
+    mask = (np.arange(6)[None, :] < rng.integers(2, 7, (64, 1))).astype(np.float32)
+    model = _MaskedAttention().eval()
+    data = Dataset((x, mask), np.zeros(64))
+    art = quantize(model, StaticInt8Config(calibrator="minmax", calibration_samples=64), data,
+                   workdir=tmp_path, input_names=("x", "mask"))  # fmt: skip
+    scales = _activation_scales(art.path)
+    assert scales and max(scales) < 1e3  # a mask quantized gets a scale near 1e36
+    got = run_onnx(ort_session(art.path, 1), (x, mask))
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x), torch.from_numpy(mask)).numpy()
+    assert np.abs(got - ref).max() < 0.05 * np.abs(ref).max()
 
 
 def test_mixed_activations_sign_only_the_signed_tensors(tiny, tmp_path):
