@@ -244,5 +244,29 @@ def _openvino(cfg: OpenVinoInt8Config, model: nn.Module, ctx: TransformContext) 
     else:
         notes.update(calibrator=cfg.calibrator, bias_correction=cfg.bias_correction,
                      activations=cfg.activations)
+    run = compile_openvino(quantized, cfg.threads)
+    check_batches(run, ctx.task.calibration.inputs)
     return Artifact(path=source, model=model, precision="int8", runtime="openvino",
-                    simulate=compile_openvino(quantized, cfg.threads), notes=notes)  # fmt: skip
+                    simulate=run, notes=notes)  # fmt: skip
+
+
+def check_batches(run, inputs: tuple[np.ndarray, ...]) -> None:
+    """Raise a UserError when ``run`` gives two samples other outputs together than alone.
+
+    OpenVINO's low-precision transformations mis-handle an Add whose quantized inputs
+    broadcast over the batch (a transformer's word + position embeddings): MiniLM's INT8
+    file gave NaN for every sample after the first of a batch, and correct outputs one at a
+    time. A file that does that must not be shipped or scored.
+    """
+    if len(inputs[0]) < 2:
+        return
+    pair = tuple(a[:2] for a in inputs)
+    together = np.asarray(run(*pair), dtype=np.float64)
+    alone = np.concatenate([np.asarray(run(*(a[i : i + 1] for a in pair))) for i in range(2)])
+    scale = float(np.nanmax(np.abs(alone))) if np.isfinite(alone).any() else 1.0
+    if together.shape != alone.shape or not np.allclose(together, alone, rtol=1e-3,
+                                                        atol=1e-3 * scale):  # fmt: skip
+        raise UserError("OpenVINO's INT8 build of this model gives other outputs for a batch "
+                        f"of 2 than for each sample alone ({int(np.isnan(together).sum())} NaN), "
+                        "an OpenVINO low-precision bug seen on transformer embeddings; use "
+                        "--method int8_static or int8_dynamic (ONNX Runtime) instead.")

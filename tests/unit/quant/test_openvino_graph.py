@@ -1,16 +1,19 @@
-"""The QDQ graph OpenVINO reads: quantizers after max-pools move above them, exactly."""
+"""The QDQ graph OpenVINO reads (quantizers after max-pools move above them, exactly) and
+the check that its INT8 build answers a batch as it answers each sample."""
 
 from __future__ import annotations
 
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 import torch
 from torch import nn
 
 from edgeshrink.data import Dataset
+from edgeshrink.errors import UserError
 from edgeshrink.quant import StaticInt8Config, quantize
-from edgeshrink.quant.openvino import hoist_quantizers
+from edgeshrink.quant.openvino import check_batches, hoist_quantizers
 
 
 def _reference_run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
@@ -70,3 +73,17 @@ def test_a_pool_already_reading_int8_is_left_alone(tiny, tmp_path):
     pool = next(n for n in model.graph.node if n.op_type == "MaxPool")
     assert producer[pool.input[0]].op_type == "DequantizeLinear"
     assert hoist_quantizers(model) == 0
+
+
+def test_a_file_that_answers_differently_in_a_batch_is_refused():
+    x = np.random.default_rng(0).standard_normal((4, 6)).astype(np.float32)
+    check_batches(lambda a: a * 2.0, (x,))  # the same outputs together and alone: accepted
+
+    def nan_after_the_first(a):  # what OpenVINO's INT8 MiniLM did
+        out = a * 2.0
+        out[1:] = np.nan
+        return out
+
+    with pytest.raises(UserError, match="batch of 2"):
+        check_batches(nan_after_the_first, (x,))
+    check_batches(nan_after_the_first, (x[:1],))  # one sample: nothing to compare
