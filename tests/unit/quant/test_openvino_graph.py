@@ -87,3 +87,10 @@ def test_a_file_that_answers_differently_in_a_batch_is_refused():
     with pytest.raises(UserError, match="batch of 2"):
         check_batches(nan_after_the_first, (x,))
     check_batches(nan_after_the_first, (x[:1],))  # one sample: nothing to compare
+
+    def one_at_a_time(a):  # a model exported with its batch fixed at 1
+        if len(a) != 1:
+            raise RuntimeError("shape mismatch")
+        return a
+
+    check_batches(one_at_a_time, (x,))
