@@ -242,9 +242,9 @@ MASK_RANGE = 1e30
 def mask_nodes(pre: Path, ranges: dict) -> list[str]:
     """Names of the nodes that write or read a mask-valued tensor (range beyond MASK_RANGE).
 
-    Quantized, such a tensor has one level per ~1e36: the attention scores a mask is added
-    to collapse before the Softmax, and OpenVINO's FakeQuantize overflows to NaN (MiniLM:
-    3/4 of the outputs). They stay in float, as NNCF's transformer presets leave them.
+    Quantized, such a tensor gets a scale of ~1e36, and the attention scores a mask is
+    added to collapse before the Softmax. Left in float, MiniLM's all-ops static INT8 went
+    from cosine 0.298 to 0.774 against FP32.
     """
     masks = {t for t, (lo, hi) in ranges.items() if max(abs(lo), abs(hi)) >= MASK_RANGE}
     if not masks:
