@@ -233,6 +233,8 @@ def _openvino(cfg: OpenVinoInt8Config, model: nn.Module, ctx: TransformContext) 
                         "`pip install openvino`.") from None
     build = _nncf_model if cfg.quantizer == "nncf" else _edgeshrink_model
     source, quantized = build(cfg, model, ctx)
+    run = compile_openvino(quantized, cfg.threads)
+    check_batches(run, ctx.task.calibration.inputs)  # before anything is written
     ir = ctx.artifact_path(".xml")
     ov.save_model(quantized, str(ir), compress_to_fp16=False)
     label = ("NNCF INT8" if cfg.quantizer == "nncf"
@@ -244,8 +246,6 @@ def _openvino(cfg: OpenVinoInt8Config, model: nn.Module, ctx: TransformContext) 
     else:
         notes.update(calibrator=cfg.calibrator, bias_correction=cfg.bias_correction,
                      activations=cfg.activations)
-    run = compile_openvino(quantized, cfg.threads)
-    check_batches(run, ctx.task.calibration.inputs)
     return Artifact(path=source, model=model, precision="int8", runtime="openvino",
                     simulate=run, notes=notes)  # fmt: skip
 
