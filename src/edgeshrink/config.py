@@ -51,13 +51,44 @@ class Config:
     family: ClassVar[str] = ""
     sparsity_kind: ClassVar[str] = "none"
 
+    def __post_init__(self) -> None:  # so that every dataclass subclass calls one
+        pass
+
+
+def _list_fields(cls: type[Config]) -> tuple[str, ...]:
+    """Names of the fields whose default is a tuple: the list fields of a config."""
+    return tuple(f.name for f in dataclasses.fields(cls) if isinstance(f.default, tuple))
+
+
+def as_list_fields(cfg: Config) -> None:
+    """Give every list field of ``cfg`` a tuple: a scalar (``exclude="classifier.5"``, as a
+    YAML recipe or ``--set exclude=classifier.5`` writes it) becomes a one-element tuple
+    instead of being iterated character by character; a list becomes a tuple."""
+    for name in _list_fields(type(cfg)):
+        value = getattr(cfg, name)
+        if isinstance(value, list):
+            object.__setattr__(cfg, name, tuple(value))
+        elif not isinstance(value, tuple):
+            object.__setattr__(cfg, name, (value,))
+
 
 def register_config(cls: type[Config]) -> type[Config]:
-    """Class decorator: make ``cls`` reachable from recipes under ``cls.kind``."""
+    """Class decorator: make ``cls`` reachable from recipes under ``cls.kind``.
+
+    It also normalises the list fields before the class's own ``__post_init__`` validates
+    them (see :func:`as_list_fields`).
+    """
     if not cls.kind:
         raise TypeError(f"{cls.__name__} needs a non-empty `kind`")
     if cls.kind in CONFIGS and CONFIGS[cls.kind] is not cls:
         raise TypeError(f"config kind {cls.kind!r} registered twice")
+    validate = cls.__post_init__
+
+    def __post_init__(self) -> None:
+        as_list_fields(self)
+        validate(self)
+
+    cls.__post_init__ = __post_init__
     CONFIGS[cls.kind] = cls
     return cls
 

@@ -57,3 +57,19 @@ def test_configs_are_frozen():
         cfg.per_channel = False  # type: ignore[misc]
     assert Fp16Config().stage == "artifact"
 
+
+
+def test_a_scalar_for_a_list_field_is_a_one_element_list():
+    """`exclude: classifier.5` (YAML, --set, or a plain string in Python) names one layer;
+    iterating it gave the regexes 'c', 'l', 'a', ... and a silently FP32 'int8' file."""
+    from edgeshrink.commands.quantize import build_recipe
+
+    (cfg,) = build_recipe("int8_static", ["exclude=classifier.5", "ops=Gemm"], None)
+    assert cfg.exclude == ("classifier.5",) and cfg.ops == ("Gemm",)
+    (cfg,) = build_recipe("int8_static", ["exclude=[a, b.1]"], None)
+    assert cfg.exclude == ("a", "b.1")
+    (cfg,) = recipe_from_yaml("- {kind: int8_dynamic, ops: Gemm, exclude: fc1}")
+    assert cfg.ops == ("Gemm",) and cfg.exclude == ("fc1",)
+    assert UnstructuredConfig(exclude="classifier").exclude == ("classifier",)
+    assert StaticInt8Config(ops=["Conv"]).ops == ("Conv",)
+    assert config_from_dict({"kind": "mixed", "levels": 4}).levels == (4,)

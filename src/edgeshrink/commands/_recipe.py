@@ -24,11 +24,16 @@ def parse_sets(items: list[str], cls) -> dict:
             out[key] = text  # keep 2:4 a string (YAML 1.1 reads it as 124)
             continue
         try:
-            out[key] = yaml.safe_load(text) if text.strip() else ""
+            value = yaml.safe_load(text) if text.strip() else ""
         except yaml.YAMLError:
             raise UserError(f"--set {key}: cannot read {text!r} as a value.") from None
+        default = defaults.get(key)
+        if isinstance(default, tuple) and not isinstance(value, list):
+            # a list field given one item: `--set exclude=classifier.5` is ("classifier.5",),
+            # text as written for lists of names (YAML would read `exclude=1e3` as a float)
+            value = (text.strip(),) if all(isinstance(d, str) for d in default) else (value,)
+        out[key] = value
     return out
-
 
 
 def family_kinds(family: str) -> list[str]:
