@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass
 
@@ -121,8 +122,12 @@ def fit(
 def finetune(
     model: nn.Module, cfg: FinetuneConfig, data: Dataset, *, teacher: nn.Module | None = None
 ) -> nn.Module:
-    """Public verb: fine-tune a (pruned) model; see :class:`FinetuneConfig`."""
-    return fit(model, dataclasses.replace(cfg), data, teacher=teacher)
+    """Public verb: a fine-tuned copy of a (pruned) model; see :class:`FinetuneConfig`.
+
+    ``model`` itself is not changed, so the same object can be passed as ``teacher`` of a
+    later fine-tuning or be a study's baseline.
+    """
+    return fit(copy.deepcopy(model), dataclasses.replace(cfg), data, teacher=teacher)
 
 
 @transform(FinetuneConfig)

@@ -51,7 +51,7 @@ def test_global_magnitude_keeps_the_largest_weights_overall():
     weights = torch.cat([m.weight.detach().abs().flatten() for m in model.modules()
                          if isinstance(m, nn.Conv2d | nn.Linear)])
     threshold = weights.sort().values[int(0.7 * weights.numel())]
-    prune(model, UnstructuredConfig(sparsity=0.7))
+    model = prune(model, UnstructuredConfig(sparsity=0.7))
     for m in model.modules():
         if isinstance(m, nn.Conv2d | nn.Linear):
             kept = m.weight.detach().abs()[m.weight != 0]

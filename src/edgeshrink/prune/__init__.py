@@ -6,6 +6,8 @@ Example:
 
 from __future__ import annotations
 
+import copy
+
 from torch import nn
 
 from edgeshrink.errors import UserError
@@ -33,8 +35,9 @@ __all__ = [
 
 
 def prune(model: nn.Module, config, ctx: TransformContext | None = None) -> nn.Module:
-    """Prune ``model`` in place according to ``config`` and return it."""
+    """A pruned copy of ``model`` according to ``config``; ``model`` itself is not changed
+    (so it can still be the teacher of the fine-tuning and the baseline of a study)."""
     handler = HANDLERS.get(type(config))
     if handler is None or config.family != "pruning":
         raise UserError(f"{type(config).__name__} is not a pruning config.")
-    return handler(config, model, ctx)
+    return handler(config, copy.deepcopy(model), ctx)

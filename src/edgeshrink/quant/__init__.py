@@ -6,6 +6,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import tempfile
 from pathlib import Path
 
@@ -49,10 +50,12 @@ def quantize(
     workdir: Path | str | None = None,
     name: str = "quantized",
 ) -> Artifact:
-    """Quantize ``model`` to a deployable artifact, calibrating on ``data`` where needed."""
+    """Quantize a copy of ``model`` to a deployable artifact, calibrating on ``data`` where
+    needed; ``model`` itself is not changed (QAT, folding and equalization work on the copy)."""
     handler = HANDLERS.get(type(config))
     if handler is None or config.stage != "artifact":
         raise UserError(f"{type(config).__name__} is not a quantization config.")
     workdir = Path(workdir or tempfile.mkdtemp(prefix="edgeshrink-"))
+    model = copy.deepcopy(model)
     task = Task(name, model, None, data, data, input_names=input_names)
     return handler(config, model, TransformContext(task=task, workdir=workdir, name=name))

@@ -43,7 +43,7 @@ def test_prune_applies_2_4_to_every_compatible_layer_and_skips_the_rest():
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.Flatten(),
                           nn.Linear(8 * 4 * 4, 12), nn.Linear(12, 4))
     before = model[0].weight.detach().clone()
-    prune(model, NMConfig())
+    model = prune(model, NMConfig())
     for layer in (model[2], model[4], model[5]):
         assert is_nm_sparse(layer.weight, 2, 4)
         assert int((layer.weight != 0).sum()) == layer.weight.numel() // 2  # exactly 2 per group
@@ -60,7 +60,7 @@ def test_strict_mode_names_the_incompatible_layer():
 def test_kept_weights_are_unchanged(make):
     model = make()
     orig = {n: p.detach().clone() for n, p in model.named_parameters()}
-    prune(model, NMConfig(n=1, m=4))
+    model = prune(model, NMConfig(n=1, m=4))
     for n, p in model.named_parameters():
         nz = p != 0
         assert torch.equal(p[nz], orig[n][nz])

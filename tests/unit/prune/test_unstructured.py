@@ -27,7 +27,7 @@ def test_global_threshold_is_one_cut_over_all_layers():
     model = mlp()
     with torch.no_grad():
         model[3].weight.mul_(10.0)  # layer 2 much larger: a global cut spares it
-    prune(model, UnstructuredConfig(0.5, scope="global"))
+    model = prune(model, UnstructuredConfig(0.5, scope="global"))
     w = {n: v.detach() for n, v in select_weights(model).items()}
     kept = torch.cat([v[v != 0].abs() for v in w.values()])
     assert weight_sparsity(model) == pytest.approx(0.5, abs=1e-3)
