@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import re
 from typing import Any, ClassVar
 
@@ -33,6 +34,16 @@ __all__ = [
 ]
 
 CONFIGS: dict[str, type[Config]] = {}
+
+# The packages whose import registers the transform kinds (by name, so that this module
+# imports nothing of ours): a recipe read before anything imported them still finds them.
+TECHNIQUE_PACKAGES = ("edgeshrink.prune", "edgeshrink.quant", "edgeshrink.train")
+
+
+def load_kinds() -> None:
+    """Import every technique package, which registers its config kinds."""
+    for name in TECHNIQUE_PACKAGES:
+        importlib.import_module(name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +117,8 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     """Build a config from its plain-data form; unknown kinds and fields are user errors."""
     data = dict(data)
     kind = data.pop("kind", None)
+    if kind not in CONFIGS:
+        load_kinds()  # `prune --recipe` read YAML when only `finetune` had been imported
     if kind not in CONFIGS:
         known = ", ".join(sorted(CONFIGS))
         raise UserError(f"unknown transform kind {kind!r}; known kinds: {known}.")

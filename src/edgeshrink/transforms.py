@@ -90,9 +90,9 @@ def transform(config_cls: type[Config]):
 
 def load_handlers() -> None:
     """Import the technique packages, which registers their configs and handlers."""
-    import edgeshrink.prune  # noqa: F401
-    import edgeshrink.quant  # noqa: F401
-    import edgeshrink.train  # noqa: F401
+    from edgeshrink.config import load_kinds
+
+    load_kinds()
 
 
 def apply_recipe(recipe: list[Config], ctx: TransformContext) -> Artifact:

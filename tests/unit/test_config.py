@@ -73,3 +73,36 @@ def test_a_scalar_for_a_list_field_is_a_one_element_list():
     assert UnstructuredConfig(exclude="classifier").exclude == ("classifier",)
     assert StaticInt8Config(ops=["Conv"]).ops == ("Conv",)
     assert config_from_dict({"kind": "mixed", "levels": 4}).levels == (4,)
+
+
+def test_a_recipe_read_first_thing_in_a_fresh_process_finds_every_kind(tmp_path):
+    """`prune --recipe` read the YAML when only `finetune` was registered: every valid
+    recipe was refused with "unknown transform kind 'unstructured'"."""
+    import subprocess
+    import sys
+
+    (tmp_path / "p.yaml").write_text("- {kind: unstructured, sparsity: 0.5}\n")
+    (tmp_path / "q.yaml").write_text("- {kind: int8_static, exclude: fc}\n")
+    code = (
+        "import sys; from pathlib import Path\n"
+        "from edgeshrink.commands.prune import build_recipe as p\n"
+        "from edgeshrink.commands.quantize import build_recipe as q\n"
+        "a = p(None, None, [], 0, 0.0, Path(sys.argv[1]))\n"
+        "b = q(None, [], Path(sys.argv[2]))\n"
+        "print(a[0].kind, a[0].sparsity, b[0].kind, b[0].exclude)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "p.yaml"),
+                          str(tmp_path / "q.yaml")], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-500:]
+    assert out.stdout.split() == ["unstructured", "0.5", "int8_static", "('fc',)"]
+
+
+def test_an_empty_recipe_is_not_a_candidate(tmp_path):
+    from edgeshrink.study.plan import CandidateSpec, load_plan
+
+    with pytest.raises(UserError, match="'nothing' has an empty recipe"):
+        CandidateSpec("nothing", ())
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("int8: [{kind: int8_static}]\nnothing: []\n")
+    with pytest.raises(UserError, match="empty recipe"):
+        load_plan(plan)

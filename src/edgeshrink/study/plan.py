@@ -35,6 +35,11 @@ class CandidateSpec:
     name: str
     recipe: tuple[Config, ...]
 
+    def __post_init__(self) -> None:
+        if not self.recipe:
+            raise UserError(f"candidate {self.name!r} has an empty recipe: it would be the "
+                            "baseline itself; give it at least one transform.")
+
     def recipe_dicts(self) -> list[dict]:
         return [config_to_dict(c) for c in self.recipe]
 
