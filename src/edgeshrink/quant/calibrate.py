@@ -199,17 +199,53 @@ def _best_kl_bin(hist: np.ndarray, levels: int, first: int = 0) -> int:
     return candidates[int(np.argmin(divs))]
 
 
+SPIKE_WINDOW = 16  # bins each side whose median is a bin's local background
+SPIKE_FACTOR = 8.0  # a bin this many times its background (plus 8 counts) is a spike
+SPIKE_MIN_MASS = 1e-3  # ... and holding at least this fraction of the histogram
+
+
+def _spikes(hist: np.ndarray) -> np.ndarray:
+    """Indices of bins that stand far above their neighbourhood's median.
+
+    A spike is one value repeated many times: a constant image background through a conv,
+    BatchNorm and ReLU gives one per channel (ResNet-20/MNIST's stem: 49 % of the non-zero
+    values in six spikes). It is quantized with one rounding error whatever the threshold,
+    so it says nothing about the shape KL should match.
+    """
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    w = SPIKE_WINDOW
+    padded = np.pad(hist.astype(np.float64), w, mode="edge")
+    background = np.median(sliding_window_view(padded, 2 * w + 1), axis=1)
+    big = hist > SPIKE_FACTOR * background + 8
+    return np.flatnonzero(big & (hist > SPIKE_MIN_MASS * max(hist.sum(), 1.0)))
+
+
 def _without_spikes(
     stats: TensorStats, hist: np.ndarray, zero_bin: int, lo_bin: int | None = None
-) -> np.ndarray:
-    # Exact zeros (ReLU outputs, padding) and, on an affine grid, values at the minimum
-    # (an image's background) sit on the grid and lose nothing; left in, their spike makes
-    # KL favour absurdly tight thresholds.
+) -> tuple[np.ndarray, int]:
+    """The histogram KL should match, and the first bin past its last spike.
+
+    Exact zeros (ReLU outputs, padding) and, on an affine grid, values at the minimum
+    (an image's background) sit on the grid and lose nothing; left in, their spike makes
+    KL favour absurdly tight thresholds. Other spikes (:func:`_spikes`) are flattened to
+    their background for the same reason, but the range must still reach past them:
+    a threshold just above the spikes clipped the values that carry ResNet-20's digits
+    (97.6 % -> 29.6 % accuracy).
+    """
     hist = hist.astype(np.float64).copy()
     hist[zero_bin] = max(hist[zero_bin] - stats.zeros, 0.0)
     if lo_bin is not None:
         hist[lo_bin] = max(hist[lo_bin] - stats.at_lo, 0.0)
-    return hist
+    spikes = _spikes(hist)
+    if len(spikes) == 0:
+        return hist, 0
+    w = SPIKE_WINDOW
+    padded = np.pad(hist, w, mode="edge")
+    for i in spikes:
+        around = np.concatenate([padded[i : i + w], padded[i + w + 1 : i + 2 * w + 1]])
+        hist[i] = np.median(around)
+    return hist, int(spikes.max()) + 1
 
 
 def entropy_range(
@@ -220,24 +256,26 @@ def entropy_range(
     ``symmetric``: TensorRT's method on ``|x|``, threshold ``t`` giving ``[-t, t]``.
     Otherwise (affine grids such as uint8 activations) the low end stays at the minimum
     and the high end is searched the same way over the histogram from the minimum up.
+    Spikes (exact zeros, the minimum, a repeated value) do not count in the KL, and the
+    range always reaches past the last of them (:func:`_without_spikes`).
     """
     lo, hi = minmax_range(stats)
     width = (stats.edge1 - stats.edge0) / len(stats.counts)
     if symmetric:
-        hist = _without_spikes(stats, stats.abs_counts(), 0)
+        hist, past_spikes = _without_spikes(stats, stats.abs_counts(), 0)
         start, origin = 0, 0.0
     else:
         zero_bin = min(int(-stats.edge0 / width), len(stats.counts) - 1)
         start = int(np.floor((lo - stats.edge0) / width))
         start = min(start, len(stats.counts) - 1)
-        hist = _without_spikes(stats, stats.counts, zero_bin, start)[start:]
+        hist, past_spikes = _without_spikes(stats, stats.counts[start:], zero_bin - start, 0)
         origin = stats.edge0 + start * width
     if len(hist) <= levels or hist.sum() == 0:
         return lo, hi
     # Affine grid: the range must reach past zero (a threshold below it would clip every
     # positive value: seen on MobileNetV2's signed projection-conv outputs).
     first = 0 if symmetric else int(np.ceil(-origin / width)) + 1
-    t = origin + _best_kl_bin(hist, levels, first) * width
+    t = origin + _best_kl_bin(hist, levels, max(first, past_spikes)) * width
     if symmetric:
         return max(lo, -t), min(hi, t)
     return lo, max(min(hi, t), 0.0)

@@ -90,3 +90,24 @@ def test_affine_entropy_range_reaches_past_zero():
                            np.abs(RNG.standard_t(3, 50_000))])  # fmt: skip
     lo, hi = entropy_range(TensorStats.from_array(data))
     assert lo == pytest.approx(data.min()) and hi > 1.0
+
+
+def test_entropy_reaches_past_the_spikes_of_a_constant_background():
+    # ResNet-20/MNIST's stem after ReLU: half exact zeros, and half of the rest in six
+    # repeated values (the constant background through each channel). KL put the threshold
+    # just above the spikes and clipped the values that carry the digits (97.6 % -> 29.6 %).
+    digits = np.abs(RNG.standard_normal(60_000))
+    spikes = np.repeat([0.30, 0.33, 0.36, 0.38, 0.40, 0.41], 8_000)
+    data = np.concatenate([np.zeros(120_000), spikes, digits])
+    _, hi = entropy_range(TensorStats.from_array(data))
+    assert hi > np.percentile(digits, 99)
+    # a smooth distribution is unchanged by the spike handling: still clips its tail
+    _, hi2 = entropy_range(TensorStats.from_array(RELU))
+    assert hi2 < 0.9 * RELU.max()
+
+
+def test_a_spike_at_the_top_is_never_clipped():
+    # ReLU6 saturating: many values exactly 6.0 must stay representable
+    data = np.concatenate([np.abs(RNG.standard_normal(100_000)), np.full(20_000, 6.0)])
+    _, hi = entropy_range(TensorStats.from_array(data))
+    assert hi == pytest.approx(6.0)
