@@ -1,6 +1,6 @@
 """The one exception type that means "the user gave us something we cannot use"."""
 
-__all__ = ["UserError"]
+__all__ = ["UserError", "CompressionWarning"]
 
 
 class UserError(Exception):
@@ -8,3 +8,8 @@ class UserError(Exception):
 
     The message is one sentence that names the thing and the fix.
     """
+
+
+class CompressionWarning(UserWarning):
+    """A transform did something the user may not expect (a layer nearly emptied, a setting
+    that removes nothing); printed once per message, the run goes on."""

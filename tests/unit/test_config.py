@@ -33,7 +33,7 @@ def test_recipe_preserves_order_and_values():
     assert back == recipe
     assert config_to_dict(back[0]) == {"kind": "unstructured", "sparsity": 0.8, "scope": "layer",
                                        "criterion": "magnitude", "exclude": ["classifier.*"],
-                                       "seed": 0}
+                                       "seed": 0, "min_keep": 0.05}
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5])

@@ -6,8 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from prune_helpers import data, mlp, task
+from torch import nn
 
 from edgeshrink.config import config_from_dict, config_to_dict
+from edgeshrink.errors import UserError
 from edgeshrink.measure.model_stats import weight_sparsity
 from edgeshrink.prune import (
     GradualConfig,
@@ -109,3 +111,36 @@ def test_prune_verb_through_a_context():
     t = task(mlp())
     model = prune(copy.deepcopy(t.model), UnstructuredConfig(0.9), TransformContext(t, None))
     assert weight_sparsity(model) == pytest.approx(0.9, abs=1e-3)
+
+
+def _bn_like(seed: int = 0) -> nn.Module:
+    # Behind BatchNorm a conv's weight scale is arbitrary: layer 2 is 100x smaller here.
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),
+                          nn.Linear(64, 10))
+    with torch.no_grad():
+        model[2].weight.mul_(0.01)
+    return model
+
+
+def test_global_pruning_never_takes_a_layer_below_its_floor():
+    import warnings
+
+    from edgeshrink.errors import CompressionWarning
+
+    with pytest.warns(CompressionWarning, match=r"2\.weight keeps 0\.0 %"):
+        bare = prune(_bn_like(), UnstructuredConfig(0.6, min_keep=0.0))
+    assert float((bare[2].weight == 0).float().mean()) == 1.0  # emptied without a floor
+    with pytest.warns(CompressionWarning, match=r"nearly empties 1 layer\(s\): 2\.weight keeps 5\.0 %"):
+        model = prune(_bn_like(), UnstructuredConfig(0.6))  # default floor: 5 %
+    kept = {n: float((w != 0).float().mean()) for n, w in select_weights(model).items()}
+    assert kept["2.weight"] == pytest.approx(0.05, abs=1 / 4096)
+    assert weight_sparsity(model) == pytest.approx(0.6, abs=1e-3)  # the target still holds
+    # the weights kept in the floored layer are its largest ones
+    w, orig = model[2].weight.abs(), _bn_like()[2].weight.abs()
+    assert float(orig[w == 0].max()) <= float(orig[w != 0].min())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing near empty: no warning
+        prune(_bn_like(), UnstructuredConfig(0.3, scope="layer"))
+    with pytest.raises(UserError, match="min_keep"):
+        UnstructuredConfig(0.97)
