@@ -15,6 +15,7 @@ import contextlib
 import io
 import logging
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,11 +25,11 @@ from onnx import helper, numpy_helper
 from torch import nn
 
 from edgeshrink.config import Config, check_choice, check_range, register_config
-from edgeshrink.errors import UserError
+from edgeshrink.errors import CompressionWarning, UserError
 from edgeshrink.export import export_onnx, save_onnx
 from edgeshrink.transforms import Artifact, TransformContext, transform
 
-__all__ = ["Int4WeightOnlyConfig", "gemm_to_matmul", "check_groups"]
+__all__ = ["Int4WeightOnlyConfig", "gemm_to_matmul", "check_groups", "split_by_group"]
 
 
 @register_config
@@ -37,8 +38,9 @@ class Int4WeightOnlyConfig(Config):
     """Group-wise weight-only quantization of MatMul/Linear layers (``MatMulNBits``).
 
     Attributes:
-        group_size: weights per scale along the input dimension (16-256, a power of two,
-            dividing every quantized layer's input size).
+        group_size: weights per scale along the input dimension (16-256, a power of two).
+            Layers whose input size it does not divide stay in float, named in the
+            artifact's ``notes["kept_float"]`` and a warning.
         symmetric: scale only (zero point 8); else a 4-bit zero point per group.
         accuracy_level: ORT's compute type for the 4-bit MatMul: 0 unset, 1 fp32, 2 fp16,
             3 bf16, 4 int8 (fastest on x86 with VNNI, activations quantized per block).
@@ -94,24 +96,32 @@ def gemm_to_matmul(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def check_groups(model: onnx.ModelProto, group_size: int) -> int:
-    """Number of MatMuls with a constant weight; each input size must divide by the group."""
+def split_by_group(model: onnx.ModelProto, group_size: int) -> tuple[list[str], list[str]]:
+    """Names of the MatMuls with a constant weight whose input size ``group_size`` divides
+    (quantized), and of those it does not divide (kept in float)."""
     inits = {t.name: t for t in model.graph.initializer}
-    count = 0
+    fits, kept = [], []
     for node in model.graph.node:
         if node.op_type != "MatMul" or node.input[1] not in inits:
             continue
         k = inits[node.input[1]].dims[0]
-        if k % group_size:
-            raise UserError(
-                f"group_size {group_size} does not divide layer {node.name or node.output[0]}'s "
-                f"input size {k}; choose a group size that divides {k} (e.g. a power of two "
-                "dividing it) or keep this model in INT8."
-            )
-        count += 1
-    if not count:
+        (kept if k % group_size else fits).append(node.name or node.output[0])
+    return fits, kept
+
+
+def check_groups(model: onnx.ModelProto, group_size: int) -> tuple[list[str], list[str]]:
+    """:func:`split_by_group`, refusing a model where no layer can be quantized; the layers
+    kept in float are named in a :class:`~edgeshrink.errors.CompressionWarning`."""
+    fits, kept = split_by_group(model, group_size)
+    if not fits and not kept:
         raise UserError("the model has no MatMul/Linear layer with constant weights for INT4.")
-    return count
+    if not fits:
+        raise UserError(f"group_size {group_size} divides the input size of no MatMul/Linear "
+                        f"layer ({', '.join(kept[:4])}); choose a smaller group size.")
+    if kept:
+        warnings.warn(f"INT4 group_size {group_size} does not divide the input size of "
+                      f"{', '.join(kept)}: kept in float.", CompressionWarning, stacklevel=3)
+    return fits, kept
 
 
 @transform(Int4WeightOnlyConfig)
@@ -124,10 +134,11 @@ def _int4(cfg: Int4WeightOnlyConfig, model: nn.Module, ctx: TransformContext) ->
             input_names=ctx.task.input_names, dynamic_axes=ctx.task.dynamic_axes,
         )
         proto = gemm_to_matmul(onnx.load(str(fp32)))
-    n_layers = check_groups(proto, cfg.group_size)
+    fits, kept = check_groups(proto, cfg.group_size)
     quant = MatMulNBitsQuantizer(
         proto, bits=cfg.bits, block_size=cfg.group_size, is_symmetric=cfg.symmetric,
         accuracy_level=cfg.accuracy_level or None, op_types_to_quantize=("MatMul",),
+        nodes_to_exclude=kept,
     )
     logger = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
     level = logger.level
@@ -138,7 +149,8 @@ def _int4(cfg: Int4WeightOnlyConfig, model: nn.Module, ctx: TransformContext) ->
     finally:
         logger.setLevel(level)
     path = save_onnx(quant.model.model, ctx.artifact_path())
-    notes = {"format": "MatMulNBits", "group_size": cfg.group_size, "layers": n_layers,
-             "symmetric": cfg.symmetric, "accuracy_level": cfg.accuracy_level}  # fmt: skip
+    notes = {"format": "MatMulNBits", "group_size": cfg.group_size, "layers": len(fits),
+             "kept_float": kept, "symmetric": cfg.symmetric,
+             "accuracy_level": cfg.accuracy_level}  # fmt: skip
     return Artifact(path=path, model=model, precision=f"int{cfg.bits}", notes=notes)
 

@@ -43,9 +43,23 @@ def test_int4_smaller_and_close(group, symmetric, tmp_path):
     assert np.abs(sim - got).max() / np.abs(ref).max() < 0.05
 
 
-def test_group_that_does_not_divide_is_a_user_error(tmp_path):
-    with pytest.raises(UserError, match="does not divide"):
-        quantize(_mlp(200), Int4WeightOnlyConfig(group_size=64), _data(200), workdir=tmp_path)
+def test_layers_the_group_does_not_divide_stay_float_and_are_named(tmp_path):
+    import onnx
+
+    from edgeshrink.errors import CompressionWarning
+
+    model, data = _mlp(200), _data(200)  # first layer: 200 inputs, 64 does not divide them
+    with pytest.warns(CompressionWarning, match=r"does not divide the input size of \S*0\S*: kept"):
+        art = quantize(model, Int4WeightOnlyConfig(group_size=64), data, workdir=tmp_path)
+    ops = [n.op_type for n in onnx.load(str(art.path)).graph.node]
+    assert ops.count("MatMulNBits") == 2 and ops.count("MatMul") == 1
+    assert art.notes["layers"] == 2 and len(art.notes["kept_float"]) == 1
+    got = run_onnx(ort_session(art.path, 1), data.inputs)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(data.inputs[0])).numpy()
+    assert np.abs(got - ref).max() / np.abs(ref).max() < 0.15
+    with pytest.raises(UserError, match="divides the input size of no"):
+        quantize(nn.Linear(200, 8), Int4WeightOnlyConfig(group_size=64), data, workdir=tmp_path)
 
 
 @pytest.mark.parametrize("field,value", [("bits", 0), ("bits", 17), ("bits", 3),
