@@ -98,7 +98,7 @@ def test_channels_gone_and_onnx_equal(cls, tmp_path):
     ref = _built(cls)
     macs0, params0 = count_macs(ref, X)[0], count_params(ref)
     size0 = export_onnx(ref, X, tmp_path / "ref.onnx").stat().st_size
-    prune_structured(model, StructuredConfig(ratio=0.5), X)
+    prune_structured(model, StructuredConfig(ratio=0.5, round_to=1), X)
     assert model.head.out_features == 5  # the classifier output is never pruned
     assert model.head.in_features == 8
     assert count_params(model) < 0.5 * params0
@@ -120,7 +120,7 @@ def test_depthwise_keeps_groups_equal_channels():
 
 
 def test_concat_splits_follow_their_branches():
-    model = prune_structured(_built(Concat), StructuredConfig(ratio=0.5), X)
+    model = prune_structured(_built(Concat), StructuredConfig(ratio=0.5, round_to=1), X)
     assert model.mix[0].in_channels == model.left[0].out_channels + model.right[0].out_channels
     assert (model.left[0].out_channels, model.right[0].out_channels) == (4, 12)
 
@@ -133,14 +133,15 @@ def test_l1_removes_the_smallest_filters():
         model[0].bias.zero_()
         model[2].weight.fill_(0.01)  # the next layer's columns must not decide the ranking
     kept = model[0].weight[:, 0, 0, 0].clone()
-    prune_structured(model, StructuredConfig(ratio=0.5, importance="l1"), (torch.ones(1, 3, 2, 2),))
+    prune_structured(model, StructuredConfig(ratio=0.5, importance="l1", round_to=1),
+                     (torch.ones(1, 3, 2, 2),))
     assert torch.equal(model[0].weight[:, 0, 0, 0], kept[[0, 2, 4, 6]])
 
 
 def test_macs_target_is_reached_within_a_point():
     model = _built(Residual)
     macs0 = count_macs(model, X)[0]
-    prune_structured(model, StructuredConfig(macs_reduction=0.5), X)
+    prune_structured(model, StructuredConfig(macs_reduction=0.5, round_to=1), X)
     reduction = 1 - count_macs(model, X)[0] / macs0
     assert 0.5 <= reduction <= 0.56
 
@@ -163,8 +164,9 @@ def test_round_to_keeps_the_nearest_multiple_not_the_one_below():
         model = prune_structured(_built(Depthwise), StructuredConfig(ratio=ratio, round_to=16), X)
         return model.expand[0].out_channels, model.project[0].out_channels
 
-    assert widths(0.1) == (32, 16)  # 28.8 -> 32; project (the output layer's input) as is
-    assert widths(0.4)[0] == 16  # 19.2 -> 16
+    with pytest.raises(UserError, match="removed nothing"):  # 28.8 -> 32: nothing goes
+        widths(0.1)
+    assert widths(0.4) == (16, 16)  # 19.2 -> 16; project (the output layer's input) as is
     assert [kept_channels(24, t, 16) for t in (22, 18)] == [24, 16]
 
 
@@ -279,3 +281,50 @@ def test_study_candidates_are_recipes():
     assert names == ["channels-30mac", "channels-50mac", "channels-50mac+int8-static"]
     assert specs[-1].recipe[-1].kind == "int8_static"
     assert all(s.recipe[0].kind == "structured" for s in specs)
+
+
+class Grouped(nn.Module):
+    """A grouped (not depthwise) convolution between two plain ones (ResNeXt-style)."""
+
+    def __init__(self, groups: int = 8):
+        super().__init__()
+        self.stem, self.g, self.out = _cbr(3, 32), _cbr(32, 32, groups=groups), _cbr(32, 32)
+        self.head = nn.Linear(32, 5)
+
+    def forward(self, x):
+        return self.head(self.out(self.g(self.stem(x))).mean((2, 3)))
+
+
+@pytest.mark.parametrize("groups", [2, 4, 8])
+def test_grouped_conv_keeps_groups_divisible_and_widths_rounded(groups, tmp_path):
+    model = prune_structured(_built(lambda: Grouped(groups)), StructuredConfig(ratio=0.3), X)
+    g = model.g[0]
+    assert g.groups == groups and g.in_channels % groups == 0 and g.out_channels % groups == 0
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert all(c.out_channels % 8 == 0 for c in convs)  # the default round_to
+    assert model.stem[0].out_channels == 24 and g.out_channels == 24  # 32 * 0.7 = 22.4 -> 24
+    _bn_consistent(model)
+    _onnx_matches(model, tmp_path, X)
+
+
+def test_macs_search_on_a_grouped_net_bisects_to_the_closest_reduction():
+    """The search tried only ratio 0.9, which pruned nothing on the grouped conv, and called
+    every target out of reach."""
+    model = _built(Grouped)
+    macs0 = count_macs(model, X)[0]
+    prune_structured(model, StructuredConfig(macs_reduction=0.3), X)
+    assert abs(1 - count_macs(model, X)[0] / macs0 - 0.3) < 0.1
+    with pytest.raises(UserError, match=r"out of reach: the most this model allows .* is 7\d\.\d%"):
+        prune_structured(_built(Residual), StructuredConfig(macs_reduction=0.85), X)
+
+
+def test_default_rounding_is_the_cpu_block_and_every_no_op_says_so():
+    assert StructuredConfig().round_to == 8
+    with pytest.raises(UserError, match="head_ratio removes heads only together"):
+        StructuredConfig(ratio=0.0, head_ratio=0.5)
+    with pytest.raises(UserError, match="ratio=0 removes nothing"):
+        prune_structured(_built(Residual), StructuredConfig(ratio=0.0), X)
+    with pytest.raises(UserError, match="no attention module"):
+        prune_structured(_built(Residual), StructuredConfig(ratio=0.5, head_ratio=0.5), X)
+    with pytest.raises(UserError, match="removed nothing"):  # 16 wide: 8 is the only option
+        prune_structured(_built(Residual), StructuredConfig(ratio=0.2, round_to=16), X)
