@@ -106,3 +106,7 @@ def test_an_empty_recipe_is_not_a_candidate(tmp_path):
     plan.write_text("int8: [{kind: int8_static}]\nnothing: []\n")
     with pytest.raises(UserError, match="empty recipe"):
         load_plan(plan)
+    plan.write_text("baseline: []\n")
+    with pytest.raises(UserError, match="empty recipe"):
+        load_plan(plan)
+    assert CandidateSpec("baseline", ()).recipe == ()  # what run_study measures first

@@ -36,12 +36,16 @@ class CandidateSpec:
     recipe: tuple[Config, ...]
 
     def __post_init__(self) -> None:
-        if not self.recipe:
-            raise UserError(f"candidate {self.name!r} has an empty recipe: it would be the "
-                            "baseline itself; give it at least one transform.")
+        if not self.recipe and self.name != "baseline":  # the study's own baseline entry
+            raise UserError(_empty(self.name))
 
     def recipe_dicts(self) -> list[dict]:
         return [config_to_dict(c) for c in self.recipe]
+
+
+def _empty(name: str) -> str:
+    return (f"candidate {name!r} has an empty recipe: it would be the baseline itself; give "
+            "it at least one transform.")
 
 
 def family_of(recipe) -> str:
@@ -98,6 +102,8 @@ def load_plan(path: Path | str) -> list[CandidateSpec]:
     for name, items in data.items():
         if not isinstance(items, list):
             raise UserError(f"plan file {path}: candidate {name!r} must be a list of configs.")
+        if not items:
+            raise UserError(f"plan file {path}: {_empty(str(name))}")
         specs.append(CandidateSpec(str(name), tuple(config_from_dict(i) for i in items)))
     return specs
 
