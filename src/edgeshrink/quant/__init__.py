@@ -16,6 +16,7 @@ from edgeshrink.data import Dataset
 from edgeshrink.errors import UserError
 from edgeshrink.quant.advanced import AdvancedPtqConfig
 from edgeshrink.quant.candidates import study_candidates as simulated_study_candidates
+from edgeshrink.quant.equalize import CrossLayerEqualizationConfig
 from edgeshrink.quant.int4 import Int4WeightOnlyConfig
 from edgeshrink.quant.lowbit import LowBitConfig
 from edgeshrink.quant.mixed import MixedConfig
@@ -38,7 +39,7 @@ __all__ = ["quantize", "StaticInt8Config", "DynamicInt8Config", "Fp16Config",
            "Int4WeightOnlyConfig", "study_candidates", "QatConfig", "LowBitConfig",
            "KMeansConfig", "Po2Config", "MixedConfig", "AdvancedPtqConfig",
            "simulated_study_candidates", "SmoothQuantConfig", "OpenVinoInt8Config",
-           "PerTokenInt8Config", "OutlierSplitConfig"]
+           "PerTokenInt8Config", "OutlierSplitConfig", "CrossLayerEqualizationConfig"]
 
 
 def quantize(
