@@ -1,10 +1,22 @@
-"""Where zoo checkpoints are cached, and the deterministic train-once-then-load helper."""
+"""Where zoo checkpoints are cached, and the deterministic train-once-then-load helper.
+
+Zoo baselines are trained under :func:`deterministic_training`: one intra-op thread and
+``torch.use_deterministic_algorithms(True)``. A reduction split over N threads adds its
+partial sums in an order that depends on N, so the same seed gave different weights on a
+2-core CI runner and a 16-core workstation; on one thread the order is fixed, and the
+weights are bitwise the same whatever ``torch.get_num_threads()`` the caller had (tested).
+Across CPU models the vector kernels themselves differ (AVX2 vs AVX-512 oneDNN/MKL paths
+sum in different orders), so bitwise equality is promised only on one CPU type; the
+cache key carries ``TRAINING`` so that weights trained the old (thread-dependent) way
+are never reused.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -12,7 +24,23 @@ from torch import nn
 
 from edgeshrink.results import atomic_write_bytes
 
-__all__ = ["cache_dir", "cached_state"]
+__all__ = ["cache_dir", "cached_state", "deterministic_training", "TRAINING"]
+
+TRAINING = "det1"  # the training regime, part of every cache key (see the module docstring)
+
+
+@contextlib.contextmanager
+def deterministic_training() -> Iterator[None]:
+    """One intra-op thread and deterministic algorithms for the block; restored after."""
+    threads = torch.get_num_threads()
+    strict = torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(strict)
+        torch.set_num_threads(threads)
 
 
 def cache_dir() -> Path:
@@ -29,11 +57,12 @@ def cached_state(key: str, model: nn.Module, train: Callable[[nn.Module], None])
     ``key`` must change whenever the architecture, data split, seed or training recipe
     changes (callers put a version and the seed in it).
     """
-    path = cache_dir() / "zoo" / f"{key}.pt"
+    path = cache_dir() / "zoo" / f"{key}-{TRAINING}.pt"
     if path.is_file():
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     else:
-        train(model)
+        with deterministic_training():
+            train(model)
         buf = io.BytesIO()
         torch.save(model.state_dict(), buf)
         atomic_write_bytes(path, buf.getvalue())
