@@ -5,6 +5,9 @@ Each tensor is stored in whichever of these forms is smallest:
 * ``raw``: its bytes (FP32 values that FP16 represents exactly are stored as FP16);
 * ``codebook``: the distinct values once, then a canonical-Huffman code of every entry's
   index into them (what k-means weight sharing produces: 2^b distinct values);
+* ``row codebook``: per row (output channel, or the last axis), the row's distinct values
+  once and every entry as a fixed-width index into them, bit-packed: what per-channel
+  low-bit quantization (INT2-INT8 grids, binary, ternary) produces;
 * ``sparse``: only the non-zeros, each with the gap to the previous one as a ``b``-bit
   relative index (a filler zero entry bridges gaps longer than ``2^b - 1``, as in Deep
   Compression), the gaps Huffman-coded and the values either raw or codebook-coded.
@@ -39,7 +42,8 @@ __all__ = [
 
 MAGIC = b"ESK1"
 MAXLEN = 15
-RAW, DENSE_CB, SPARSE_CB, SPARSE_RAW = 0, 1, 2, 3
+RAW, DENSE_CB, SPARSE_CB, SPARSE_RAW, ROW_CB = 0, 1, 2, 3, 4
+MAX_ROW_BITS = 8  # per-row codebooks of at most 256 values (per-channel quantization grids)
 INDEX_BITS = (2, 3, 4, 5, 6, 8)
 MAX_CODEBOOK = 4096
 
@@ -176,6 +180,42 @@ def _sparse_forms(flat: np.ndarray) -> Iterable[bytes]:
             yield struct.pack("<B", SPARSE_CB) + head + book
 
 
+def _row_block(arr: np.ndarray, axis: int) -> bytes | None:
+    """Per-row codebooks and bit-packed indices (rows along ``axis``: 0 first, 1 last)."""
+    if arr.ndim < 2:
+        return None
+    m = arr.reshape(arr.shape[0], -1) if axis == 0 else arr.reshape(-1, arr.shape[-1]).T
+    books, idx = [], np.empty(m.shape, np.int64)
+    for r, row in enumerate(m):
+        book, idx[r] = np.unique(row, return_inverse=True)
+        if len(book) > 1 << MAX_ROW_BITS:
+            return None
+        books.append(book)
+    bits = max(1, int(np.ceil(np.log2(max(len(b) for b in books)))))
+    planes = (idx[..., None] >> np.arange(bits - 1, -1, -1)) & 1
+    head = struct.pack("<BIB", axis, m.shape[0], bits)
+    counts = np.array([len(b) for b in books], "<u2").tobytes()
+    return (head + counts + np.concatenate(books).tobytes()
+            + np.packbits(planes.astype(np.uint8).reshape(-1)).tobytes())
+
+
+def _read_rows(buf: bytes, off: int, dtype: np.dtype, size: int) -> tuple[np.ndarray, int]:
+    axis, rows, bits = struct.unpack_from("<BIB", buf, off)
+    off += 6
+    counts = np.frombuffer(buf, "<u2", rows, off).astype(np.int64)
+    off += 2 * rows
+    values = np.frombuffer(buf, dtype, int(counts.sum()), off)
+    off += values.nbytes
+    cols = size // max(rows, 1)
+    nbits = rows * cols * bits
+    planes = np.unpackbits(np.frombuffer(buf, np.uint8, (nbits + 7) // 8, off))[:nbits]
+    off += (nbits + 7) // 8
+    idx = planes.reshape(rows, cols, bits).astype(np.int64) @ (1 << np.arange(bits - 1, -1, -1))
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    m = values[idx + starts[:, None]]
+    return (m if axis == 0 else m.T).reshape(-1).copy(), off
+
+
 def _encode_tensor(arr: np.ndarray) -> bytes:
     flat = np.ascontiguousarray(arr).reshape(-1)
     # FP32 values that FP16 holds exactly (rounded codebooks, biases) are stored as FP16.
@@ -189,6 +229,11 @@ def _encode_tensor(arr: np.ndarray) -> bytes:
             forms.append(struct.pack("<B", DENSE_CB) + book)
         if not flat.all():
             forms.extend(_sparse_forms(flat))
+        shaped = flat.reshape(arr.shape)
+        for axis in (0, 1):
+            rows = _row_block(shaped, axis)
+            if rows is not None:
+                forms.append(struct.pack("<B", ROW_CB) + rows)
     return struct.pack("<B", int(half)) + min(forms, key=len)
 
 
@@ -234,6 +279,8 @@ def _decode_body(buf: bytes, off: int, dtype: np.dtype, size: int) -> tuple[np.n
         return np.frombuffer(buf, dtype, size, off).copy(), off + size * dtype.itemsize
     if mode == DENSE_CB:
         return _read_codebook(buf, off, dtype)
+    if mode == ROW_CB:
+        return _read_rows(buf, off, dtype, size)
     gaps, off = huffman_decode(buf, off + 1)  # skip the index width: gaps carry fillers
     if mode == SPARSE_CB:
         vals, off = _read_codebook(buf, off, dtype)
