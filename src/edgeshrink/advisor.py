@@ -257,18 +257,36 @@ def _score(f: _Figures, priority: str) -> float:
             "speed": f.latency_ms, "energy": f.energy_mj}[priority]
 
 
+_RESOURCES = ("size", "speed", "energy")
+
+
 def _resources(f: _Figures, priority: str) -> tuple[float, ...]:
-    """How a tie on accuracy is decided: the priority, then size, latency, energy."""
-    order = {"size": 0, "speed": 1, "energy": 2}
-    res = (float(f.size_bytes), f.latency_ms, f.energy_mj)
-    first = order.get(priority, 0)
-    return (res[first], *res[:first], *res[first + 1:], f.drop)
+    """How a tie on accuracy is decided: the priority, then the other resources, then the
+    simpler recipe (a step that changes nothing on the device is not worth shipping), then
+    the drop. :func:`decided_by` names the component that decided."""
+    res = {"size": float(f.size_bytes), "speed": f.latency_ms, "energy": f.energy_mj}
+    first = priority if priority in res else "size"
+    order = [first] + [k for k in _RESOURCES if k != first]
+    return (*(res[k] for k in order), float(len(f.rec.recipe)), f.drop)
+
+
+def decided_by(winner: _Figures, loser: _Figures, priority: str) -> str:
+    """Which of priority/other resources/"simpler recipe"/"drop" told ``winner`` from
+    ``loser`` (``"order"`` when all are equal)."""
+    first = priority if priority in _RESOURCES else "size"
+    names = [first] + [k for k in _RESOURCES if k != first] + ["simpler recipe", "drop"]
+    for name, a, b in zip(names, _resources(winner, priority), _resources(loser, priority),
+                          strict=True):
+        if abs(a - b) > 1e-9 * max(abs(a), abs(b), 1.0):
+            return name
+    return "order"
 
 
 @dataclass(frozen=True)
 class _Choice:
     chosen: _Figures
-    tied: tuple[tuple[_Figures, Tie], ...]  # candidates tied on accuracy with the chosen one
+    tied: tuple[tuple[_Figures, Tie, str], ...]  # tied on accuracy with the chosen one, and
+    # what told them apart (decided_by)
     decided_on: str  # the resource that decided among the tied ("size", "speed", "energy")
 
 
@@ -288,7 +306,7 @@ def _pick(figs: list[_Figures], priority: str, samples: dict, higher: bool) -> _
     decided = priority if priority != "accuracy" else "size"
     chosen = min(group, key=lambda f: _resources(f, decided))
     tied = tuple((f, accuracy_tie(f.rec, chosen.rec, samples, higher_is_better=higher)
-                  or Tie("tied with the most accurate"))
+                  or Tie("tied with the most accurate"), decided_by(chosen, f, decided))
                  for f in group if f is not chosen)
     return _Choice(chosen, tied, decided)
 
@@ -348,7 +366,8 @@ def recommend(run: RunRecord, profile: str | Profile, constraints: Constraints |
         **head, "candidate": choice.chosen.rec.name, "binding": binding,
         "verdict": explain.verdict(choice.chosen, base, figs, profile),
         "reasons": explain.reasons(choice, base, figs, binding, cons, profile, priority),
-        "tied": [{"name": f.rec.name, "how": t.how, "p": t.p} for f, t in choice.tied],
+        "tied": [{"name": f.rec.name, "how": t.how, "p": t.p, "decided_by": by}
+                 for f, t, by in choice.tied],
         "alternatives": [{"name": f.rec.name, "why_not": explain.why_not(
             f, choice, cons, profile, priority, _violations)} for f in figs
             if f is not choice.chosen],

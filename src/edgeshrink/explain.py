@@ -95,13 +95,11 @@ def reasons(choice, base, figs, binding, cons, profile, priority) -> list[str]:
            f"{fmt_mj(f.energy_mj)} per inference (estimate), metric drop {fmt_drop_ci(c)} "
            "points."]
     if choice.tied:
-        others = "; ".join(f"{g.rec.name}: drop {fmt_drop_ci(g.rec)}, {t.how}"
-                           for g, t in choice.tied)
-        decided = choice.decided_on
-        alt = "; ".join(f"{g.rec.name} {_fmt_score(g, decided)}" for g, _ in choice.tied)
+        others = "; ".join(f"{g.rec.name} (drop {fmt_drop_ci(g.rec)}, {t.how})"
+                           for g, t, _ in choice.tied)
+        told = "; ".join(_told_apart(f, g, by, profile) for g, _, by in choice.tied)
         out.append(f"Tied on accuracy: the evaluation set cannot tell {c.name} (drop "
-                   f"{fmt_drop_ci(c)}) from {others}; decided on {decided}: {c.name} "
-                   f"{_fmt_score(f, decided)} vs {alt}.")
+                   f"{fmt_drop_ci(c)}) from {others}; decided on {choice.decided_on}: {told}.")
     out.append("Binding: " + ", ".join(binding) + f" excluded candidates that were better on "
                f"{priority}." if binding else "No constraint binds: the choice is the best on "
                f"{priority} among all candidates that fit {profile.name}.")
@@ -114,6 +112,22 @@ def reasons(choice, base, figs, binding, cons, profile, priority) -> list[str]:
         out.append(f"{c.name}'s metric is simulated (no runtime kernel for its format); it "
                    f"ships as its {f.size_form}, decoded to dense FP32 at load.")
     return out
+
+
+def _told_apart(winner, loser, by: str, profile) -> str:
+    """How ``winner`` beat ``loser`` once they were tied on accuracy."""
+    w, lo = winner.rec.name, loser.rec.name
+    if by in ("size", "speed", "energy"):
+        return f"{w} {_fmt_score(winner, by)} vs {lo} {_fmt_score(loser, by)}"
+    same = (f"equal on {profile.name} ({fmt_bytes(winner.size_bytes)}, "
+            f"{fmt_ms(winner.latency_ms)}, {fmt_mj(winner.energy_mj)})")
+    if by == "simpler recipe":
+        return (f"{w} and {lo} are {same}, so {lo}'s extra steps buy nothing there: the "
+                f"simpler recipe ({len(winner.rec.recipe)} step(s) vs "
+                f"{len(loser.rec.recipe)}) wins")
+    if by == "drop":
+        return f"{w} and {lo} are {same}; {w} has the smaller measured drop"
+    return f"{w} and {lo} are {same}; {w} comes first"
 
 
 def _memory_reason(f, profile) -> str:
@@ -143,11 +157,10 @@ def why_not(f, choice, cons, profile, priority, violations) -> str:
     v = violations(f, cons)
     if v:
         return "fails " + "; ".join(fmt_violation(k, *x, cons) for k, x in v.items()) + "."
-    tie = next((t for g, t in choice.tied if g is f), None)
+    tie = next(((t, by) for g, t, by in choice.tied if g is f), None)
     if tie is not None:
-        d = choice.decided_on
-        return (f"tied on accuracy with {chosen.rec.name} ({tie.how}); loses on {d}: "
-                f"{_fmt_score(f, d)} vs {_fmt_score(chosen, d)}.")
+        return (f"tied on accuracy with {chosen.rec.name} ({tie[0].how}); "
+                f"{_told_apart(chosen, f, tie[1], profile)}.")
     pair = f"{_fmt_score(f, priority)} vs {_fmt_score(chosen, priority)}"
     if priority != "accuracy" and f.drop > chosen.drop and \
             abs(f.size_bytes - chosen.size_bytes) <= 0.02 * chosen.size_bytes:
