@@ -79,7 +79,8 @@ def _decode(blob: bytes):
     (n,) = struct.unpack_from("<I", blob, 4)
     model = onnx.ModelProto.FromString(blob[8:8 + n])
     for name, arr in decode(blob[8 + n:]).items():
-        model.graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(arr), name))
+        # not np.ascontiguousarray: it turns a 0-d zero point into shape (1,)
+        model.graph.initializer.append(numpy_helper.from_array(np.array(arr, order="C"), name))
     return model
 
 

@@ -56,3 +56,17 @@ def test_not_a_packed_file_is_refused(tmp_path):
     bad.write_bytes(b"ONNX" + b"\0" * 20)
     with pytest.raises(PackError, match="magic"):
         unpack_onnx(bad)
+
+
+def test_scalar_and_integer_initializers_keep_their_shape(tmp_path):
+    from onnx import TensorProto, helper
+
+    zp = numpy_helper.from_array(np.array(3, np.int8), "zp")  # a 0-d QDQ zero point
+    w = numpy_helper.from_array(np.array([[1, -2], [0, 4]], np.int8), "w")
+    node = helper.make_node("Identity", ["w"], ["y"])
+    graph = helper.make_graph([node], "g", [], [helper.make_tensor_value_info(
+        "y", TensorProto.INT8, [2, 2])], initializer=[zp, w])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    got = {t.name: numpy_helper.to_array(t) for t in unpack_onnx(pack_onnx(path)).graph.initializer}
+    assert got["zp"].shape == () and got["zp"] == 3 and got["w"].dtype == np.int8
