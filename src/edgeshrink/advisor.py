@@ -435,6 +435,11 @@ def copy_recommended(run_dir: Path | str, run: RunRecord, rec: dict[str, Any]) -
     tmp = Path(tempfile.mkdtemp(prefix=".recommended.", dir=run_dir))
     try:
         shutil.copy2(src, tmp / src.name)
+        if rec["estimates"][cand.name].get("size_form") == "packed file":  # what ships, and
+            from edgeshrink.packed import write_decoder  # the decoder that expands it at load
+
+            shutil.copy2(run_dir / cand.notes["packed_artifact"], tmp)
+            write_decoder(tmp / "unpack_eskp.py")
         atomic_write_text(tmp / "README.md", _README.format(
             candidate=cand.name, device=profile.name, description=profile.description,
             priority=rec["priority"], reasons="\n".join(f"- {r}" for r in rec["reasons"]),

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["pack_onnx", "unpack_onnx", "PackError", "SUFFIX"]
+__all__ = ["pack_onnx", "unpack_onnx", "write_decoder", "PackError", "SUFFIX"]
 
 MAGIC = b"ESKP"
 SUFFIX = ".eskp"
@@ -96,3 +96,40 @@ def unpack_onnx(path: Path | str, dest: Path | str | None = None):
 
         atomic_write_bytes(dest, model.SerializeToString())
     return model
+
+
+_DECODER_MAIN = """
+
+# ---- edgeshrink packed ONNX (.eskp) -> dense ONNX: python3 unpack_eskp.py IN.eskp OUT.onnx
+def unpack(src, dest):
+    import onnx
+    from onnx import numpy_helper
+
+    with open(src, "rb") as fh:
+        blob = fh.read()
+    if blob[:4] != b"ESKP":
+        raise SystemExit(f"{src} is not an edgeshrink packed ONNX file")
+    (n,) = struct.unpack_from("<I", blob, 4)
+    model = onnx.ModelProto.FromString(blob[8:8 + n])
+    for name, arr in decode(blob[8 + n:]).items():
+        model.graph.initializer.append(numpy_helper.from_array(np.array(arr, order="C"), name))
+    onnx.save(model, dest)
+
+
+if __name__ == "__main__":
+    import sys
+
+    unpack(sys.argv[1], sys.argv[2])
+"""
+
+
+def write_decoder(dest: Path | str) -> Path:
+    """Write a one-file decoder (numpy + onnx only) that turns a packed file back into the
+    dense ONNX file on the device: ``python3 unpack_eskp.py model.eskp model.onnx``."""
+    import inspect
+
+    from edgeshrink import encode
+    from edgeshrink.results import atomic_write_text
+
+    atomic_write_text(dest, inspect.getsource(encode) + _DECODER_MAIN)
+    return Path(dest)

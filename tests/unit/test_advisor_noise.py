@@ -105,3 +105,20 @@ def test_failed_recommend_clears_the_old_pick_and_records_the_nearest(tmp_path):
     assert nearest["max_size"]["candidate"] == "structured-50-int8"
     assert nearest["max_size"]["value"] == min(
         e["size_bytes"] for e in stored["estimates"].values())
+
+
+def test_a_packed_pick_ships_its_packed_file_and_decoder(tmp_path):
+    run = study(**LENET)
+    small = run.get("unstructured-90")
+    small.notes["packed_artifact"] = "unstructured-90.eskp"
+    small.size_encoded_bytes = 5_000  # smaller than any dense file
+    for c in run.all_candidates():
+        (tmp_path / c.artifact).write_bytes(c.name.encode())
+    (tmp_path / "unstructured-90.eskp").write_bytes(b"ESKP packed")
+    save_run(run, tmp_path)
+    rec = advise_run(tmp_path, "rpi4", Constraints(max_drop=None), "size")
+    assert rec["candidate"] == "unstructured-90"
+    assert rec["estimates"]["unstructured-90"]["size_bytes"] == small.size_encoded_bytes
+    shipped = sorted(p.name for p in (tmp_path / "recommended").iterdir())
+    assert shipped == ["README.md", "unpack_eskp.py", "unstructured-90.eskp",
+                       "unstructured-90.onnx"]

@@ -70,3 +70,20 @@ def test_scalar_and_integer_initializers_keep_their_shape(tmp_path):
     onnx.save(helper.make_model(graph), str(path))
     got = {t.name: numpy_helper.to_array(t) for t in unpack_onnx(pack_onnx(path)).graph.initializer}
     assert got["zp"].shape == () and got["zp"] == 3 and got["w"].dtype == np.int8
+
+
+def test_the_shipped_decoder_script_restores_the_dense_file(tiny, tmp_path):
+    import subprocess
+    import sys
+
+    from edgeshrink.packed import write_decoder
+
+    art = apply_recipe([LowBitConfig(scheme="ternary")], ctx_for(tiny, tmp_path, "t"))
+    packed = pack_onnx(art.path)
+    script = write_decoder(tmp_path / "ship" / "unpack_eskp.py")
+    out = tmp_path / "ship" / "t.onnx"
+    subprocess.run([sys.executable, str(script), str(packed), str(out)], check=True,
+                   cwd=tmp_path / "ship", env={"PATH": "/usr/bin:/bin"})  # no PYTHONPATH
+    want = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(art.path)).graph.initializer}
+    got = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(out)).graph.initializer}
+    assert want.keys() == got.keys() and all(np.array_equal(want[k], got[k]) for k in want)
