@@ -6,10 +6,12 @@ set, other scores as float32) and compared *paired*:
 
 * the metric's 95 % interval: exact Clopper-Pearson for an accuracy (each sample right or
   wrong), a percentile bootstrap of the mean otherwise;
-* the drop against the baseline (or between two candidates): the paired bootstrap of the
-  per-sample difference (Efron & Tibshirani 1993, ch. 13), and for accuracies the exact
-  McNemar test (McNemar 1947; the binomial test on the discordant samples) whose p-value
-  says whether the two are distinguishable at all.
+* the drop against the baseline (or between two candidates), paired on the same samples:
+  for accuracies Newcombe's hybrid score interval for paired proportions (Newcombe 1998,
+  method 10: it stays honest when no sample changed, where a bootstrap collapses to
+  [0, 0]) and the exact McNemar test (McNemar 1947; the binomial test on the discordant
+  samples) whose p-value says whether the two are distinguishable at all; otherwise the
+  paired bootstrap of the per-sample difference (Efron & Tibshirani 1993, ch. 13).
 
 A metric is decomposed into per-sample scores by scoring each sample alone; a metric that
 is not the mean of those (ROC AUC, a probe over a subset) gets no interval rather than a
@@ -139,6 +141,34 @@ def _mcnemar_p(b: int, c: int) -> float:
     return 1.0 if b + c == 0 else float(binomtest(b, b + c, 0.5).pvalue)
 
 
+def _wilson(k: int, n: int, z: float) -> tuple[float, float]:
+    p, z2 = k / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return centre - half, centre + half
+
+
+def _newcombe_paired(base: np.ndarray, cand: np.ndarray, scale: float) -> list[float]:
+    """95 % interval of ``mean(base) - mean(cand)`` for paired right/wrong samples
+    (Newcombe 1998, method 10: Wilson marginals with the pairs' correlation)."""
+    from scipy.stats import norm
+
+    z, n = float(norm.ppf(1 - ALPHA / 2)), len(base)
+    r1, r2 = base > 0, cand > 0
+    a, b = int(np.sum(r1 & r2)), int(np.sum(r1 & ~r2))
+    c, d = int(np.sum(~r1 & r2)), int(np.sum(~r1 & ~r2))
+    p1, p2 = (a + b) / n, (a + c) / n
+    (l1, u1), (l2, u2) = _wilson(a + b, n, z), _wilson(a + c, n, z)
+    den = (a + b) * (c + d) * (a + c) * (b + d)
+    ad_bc = a * d - b * c  # Newcombe's correction of the correlation: 0 for |ad - bc| <= n/2
+    corrected = ad_bc - n / 2 if ad_bc > n / 2 else min(ad_bc, 0)
+    phi = corrected / math.sqrt(den) if den > 0 else 0.0
+    lo = math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
+    hi = math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
+    theta = p1 - p2
+    return [(theta - lo) * scale, (theta + hi) * scale]
+
+
 def drop_interval(base: np.ndarray, cand: np.ndarray, *,
                   higher_is_better: bool = True) -> dict[str, Any]:
     """Paired 95 % interval of the drop ``base - cand`` (positive = worse) and its test.
@@ -146,13 +176,14 @@ def drop_interval(base: np.ndarray, cand: np.ndarray, *,
     Returns ``{"drop_ci95": [lo, hi], "drop_p": p, "test": name}``.
     """
     d = (base - cand) if higher_is_better else (cand - base)
-    boot = _bootstrap_means(d)
     scale = _binary_scale(np.concatenate([base, cand]))
     if scale is not None:
         b = int(np.count_nonzero((base > 0) & (cand == 0)))
         c = int(np.count_nonzero((base == 0) & (cand > 0)))
-        return {"drop_ci95": _percentiles(boot), "drop_p": _mcnemar_p(b, c),
-                "test": "exact McNemar"}
+        lo, hi = (_newcombe_paired(base, cand, scale) if higher_is_better
+                  else [-x for x in _newcombe_paired(base, cand, scale)[::-1]])
+        return {"drop_ci95": [lo, hi], "drop_p": _mcnemar_p(b, c), "test": "exact McNemar"}
+    boot = _bootstrap_means(d)
     below, above = float(np.mean(boot <= 0)), float(np.mean(boot >= 0))
     p = min(1.0, 2 * min(below, above)) if d.any() else 1.0
     return {"drop_ci95": _percentiles(boot), "drop_p": p, "test": "paired bootstrap"}

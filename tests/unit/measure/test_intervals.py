@@ -86,3 +86,23 @@ def test_record_intervals_pairs_with_the_stored_baseline(tmp_path):
     rec = record_intervals(tmp_path, "int8", cand, baseline="baseline")
     assert rec["drop_test"] == "exact McNemar" and rec["drop_ci95"][0] > 0
     assert record_intervals(tmp_path, "x", None, baseline="baseline") == {}
+
+
+def test_no_changed_sample_still_leaves_an_honest_interval():
+    base, _ = _pair(1000, 0, 0)
+    lo, hi = drop_interval(base, base.copy())["drop_ci95"]
+    assert lo == pytest.approx(-hi) and 0.2 < hi < 0.6  # not [0, 0]: 1000 samples say little
+
+
+def test_paired_interval_covers_the_true_drop_95_percent_of_the_time():
+    rng = np.random.default_rng(7)
+    covered, trials = 0, 300
+    for _ in range(trials):  # baseline right 95 %, 2 % of samples flip to wrong, 1 % to right
+        u = rng.random(1000)
+        base = np.where(u < 0.95, 100.0, 0.0)
+        cand = base.copy()
+        cand[(u < 0.02)] = 0.0
+        cand[(u > 0.99)] = 100.0
+        lo, hi = drop_interval(base, cand)["drop_ci95"]
+        covered += lo <= 1.0 <= hi  # true drop: 2 % - 1 % = 1 point
+    assert covered / trials >= 0.92, covered / trials

@@ -97,7 +97,7 @@ def sample_run() -> RunRecord:
     )
     # the advisor's own recommendation (its figures are what the device view shows)
     run.device = load_profile("rpi4").summary()
-    run.recommendation = recommend(run, "rpi4", Constraints(max_size_bytes=100_000, max_drop=1.0),
+    run.recommendation = recommend(run, "rpi4", Constraints(max_size_bytes=100_000, max_drop=1.5),
                                    "size")
     run.constraints = run.recommendation["constraints"]
     assert run.recommendation["candidate"] == RECOMMENDED, run.recommendation["candidate"]
