@@ -192,3 +192,19 @@ def test_report_of_missing_run_is_a_user_error(tmp_path, capsys):
         main(["report", str(tmp_path / "nope")])
     assert exc.value.code == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_an_outlier_does_not_squash_the_rest():
+    from edgeshrink.report.plots import _trade_off
+    from edgeshrink.report.views import host_view
+
+    run = sample_run()
+    collapsed = run.candidates[5]  # int2-ternary collapses to 20 %, and is 100x slower
+    collapsed.metric["value"], collapsed.metric["ci95"] = 20.0, [17.6, 22.6]
+    collapsed.latency_ms["p50"] = 40.0
+    fig, _ = _trade_off(run, host_view(run), "latency")
+    ax = fig.axes[0]
+    assert ax.get_ylim()[0] > 80  # the other candidates keep the height of the plot
+    assert ax.get_xscale() == "log"
+    texts = [t.get_text() for t in ax.texts]
+    assert "↓ 20.0 %" in texts
