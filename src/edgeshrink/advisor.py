@@ -3,22 +3,33 @@
 It works on result records only, never on models. Every candidate gets a latency and energy
 figure for the device: a roofline *estimate* (``devices.estimate``), replaced by a
 measurement where one exists (latencies a study measured when the profile is the study
-host, or ``edgeshrink bench`` figures passed in ``measured``). Candidates that do not fit
-the device's memory are dropped first; then the constraints; then the best on the priority
-wins (ties within 2 % broken by metric drop, then size).
+host, or ``edgeshrink bench`` figures passed in ``measured``); its size is the file that
+ships on the device (:func:`ship_size`). Candidates that do not fit the device's memory are
+dropped first; then the constraints (``--max-drop`` against the upper end of the drop's
+95 % interval unless ``drop_estimate="point"``); then the best on the priority wins. Among
+those within 2 % of the best on the priority, the most accurate wins, except that
+candidates the evaluation set cannot tell apart on the metric (:mod:`edgeshrink.ties`) are
+*tied on accuracy* and the priority decides between them; the reasons say so.
 
 Recommendation schema (stored in ``RunRecord.recommendation``)::
 
-    {"candidate": str, "device": str, "priority": "accuracy"|"size"|"speed"|"energy",
+    {"candidate": str | None,   # None: nothing qualifies, see "error" and "nearest"
+     "device": str, "priority": "accuracy"|"size"|"speed"|"energy",
      "constraints": {"max_size_bytes": int|None, "max_latency_ms": float|None,
-                     "max_drop": float|None, "max_energy_mj": float|None},
+                     "max_drop": float|None, "max_energy_mj": float|None,
+                     "drop_estimate": "upper"|"point"},
+     "verdict": str,            # one line: what to do on this device, and what it buys
      "binding": [str],          # names from "memory", "max_size", "max_latency", "max_drop",
                                 # "max_energy" that excluded a candidate better on the priority
      "reasons": [str],          # plain sentences, the first one says what was chosen and why
+     "tied": [{"name": str, "how": str, "p": float|None}],   # tied on accuracy with it
      "alternatives": [{"name": str, "why_not": str}],
+     "error": str, "nearest": [{"constraint", "candidate", "value", "limit", "text"}],
      "estimates": {name: {"latency_ms": float, "energy_mj": float, "fits_memory": bool,
                           "accelerated": bool, "latency_source": "estimate"|"measured"|str,
-                          "size_bytes": int, "ram_bytes": int, "bound": str}}}
+                          "size_bytes": int, "size_form": "file"|"packed file",
+                          "ram_bytes": int, "bound": str, "drop": float,
+                          "drop_ci95": [lo, hi]|None}}}
 
 Example:
     >>> rec = recommend(load_run("runs/demo"), "rpi4", Constraints(max_drop=1.0), "size")
@@ -38,9 +49,11 @@ from edgeshrink.devices import PRIORITIES, Profile, load_profile
 from edgeshrink.devices.estimate import estimate, workload_from_candidate
 from edgeshrink.errors import UserError
 from edgeshrink.results import CandidateRecord, RunRecord
+from edgeshrink.ties import Tie, accuracy_tie, drop_ci, load_samples
 
 __all__ = ["Constraints", "parse_size", "parse_latency", "recommend", "copy_recommended",
-           "advise_run", "candidate_figures"]
+           "advise_run", "candidate_figures", "ship_size", "budget_drop", "NoFit",
+           "clear_recommended"]
 
 _SIZE_UNITS = {"": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "kib": 2**10, "mib": 2**20,
                "gib": 2**30, "k": 1e3, "m": 1e6, "g": 1e9}
@@ -49,7 +62,10 @@ _TIE = 0.02  # candidates within 2 % of the best on the priority count as equal
 
 
 def parse_size(text: str | int | float | None) -> int | None:
-    """Bytes from ``"200KB"``, ``"1.5MiB"``, ``"4096"`` (KB = 1000 bytes, KiB = 1024).
+    """Bytes from ``"200kB"``, ``"1.5MB"``, ``"512KiB"``, ``"4096"``.
+
+    SI units as every size is shown (kB = 1000 bytes, MB = 10^6); IEC KiB/MiB (1024) are
+    accepted too and converted to bytes.
 
     Example:
         >>> parse_size("200KB")
@@ -59,7 +75,7 @@ def parse_size(text: str | int | float | None) -> int | None:
         return None if text is None else int(text)
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
     if not m or m.group(2).lower() not in _SIZE_UNITS:
-        raise UserError(f"size {text!r} is not a size; write e.g. 200KB, 1.5MB or 512KiB.")
+        raise UserError(f"size {text!r} is not a size; write e.g. 200kB, 1.5MB or 512KiB.")
     return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
 
 
@@ -88,18 +104,24 @@ def _parse_energy(text: str | int | float | None) -> float | None:
     return float(m.group(1)) * scale
 
 
+DROP_ESTIMATES = ("upper", "point")
+
+
 @dataclass(frozen=True)
 class Constraints:
     """What the deployment must meet; None means no limit.
 
     Attributes:
-        max_size_bytes: bytes of the artifact on the device's storage (``--max-size``).
+        max_size_bytes: bytes of the file that ships on the device (``--max-size``).
         max_latency_ms: batch-1 latency on the device (``--max-latency``).
         max_drop: metric points the candidate may lose against the baseline (``--max-drop``).
         max_energy_mj: energy per inference on the device (``--max-energy``).
+        drop_estimate: ``upper`` checks ``max_drop`` against the upper end of the drop's
+            95 % interval (the loss the evaluation set cannot rule out), ``point`` against
+            the measured drop itself (``--drop-estimate``).
 
     Example:
-        >>> Constraints.from_text(max_size="200KB", max_latency="5ms").max_size_bytes
+        >>> Constraints.from_text(max_size="200kB", max_latency="5ms").max_size_bytes
         200000
     """
 
@@ -107,22 +129,47 @@ class Constraints:
     max_latency_ms: float | None = None
     max_drop: float | None = 1.0
     max_energy_mj: float | None = None
+    drop_estimate: str = "upper"
 
     def __post_init__(self) -> None:
+        check_choice("drop_estimate", self.drop_estimate, DROP_ESTIMATES)
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if value is not None and (f.name != "max_drop" and value <= 0 or value < 0):
+            if f.name == "drop_estimate" or value is None:
+                continue
+            if (f.name != "max_drop" and value <= 0) or value < 0:
                 raise UserError(f"{f.name} must be positive, got {value}.")
 
     @classmethod
     def from_text(cls, *, max_size=None, max_latency=None, max_drop=1.0,
-                  max_energy=None) -> Constraints:
-        """Constraints from command-line text (``"200KB"``, ``"5ms"``, ``1.0``, ``"2mJ"``)."""
+                  max_energy=None, drop_estimate="upper") -> Constraints:
+        """Constraints from command-line text (``"200kB"``, ``"5ms"``, ``1.0``, ``"2mJ"``)."""
         return cls(parse_size(max_size), parse_latency(max_latency),
-                   None if max_drop is None else float(max_drop), _parse_energy(max_energy))
+                   None if max_drop is None else float(max_drop), _parse_energy(max_energy),
+                   drop_estimate)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def ship_size(c: CandidateRecord, profile: Profile) -> tuple[int, str]:
+    """(bytes, which file) of what ships on ``profile``'s storage.
+
+    The packed file (``notes["packed_artifact"]``, written and round-trip checked by the
+    study) counts where the device loads weights into RAM (it is decoded there at load); a
+    device that executes weights from flash stores the file its runtime runs.
+    """
+    packed = (c.notes or {}).get("packed_artifact")
+    if (packed and c.size_encoded_bytes and c.size_encoded_bytes < c.size_bytes
+            and profile.weights_in == "ram"):
+        return int(c.size_encoded_bytes), "packed file"
+    return int(c.size_bytes), "file"
+
+
+def budget_drop(c: CandidateRecord, mode: str = "upper") -> float:
+    """The drop ``--max-drop`` is checked against: the interval's upper end, or the point."""
+    ci = drop_ci(c)
+    return ci[1] if mode == "upper" and ci else float(c.metric_drop)
 
 
 @dataclass(frozen=True)
@@ -133,6 +180,7 @@ class _Figures:
     latency_ms: float
     energy_mj: float
     size_bytes: int
+    size_form: str
     ram_bytes: int
     fits_ram: bool
     fits_storage: bool
@@ -145,11 +193,17 @@ class _Figures:
     def fits(self) -> bool:
         return self.fits_ram and self.fits_storage
 
+    @property
+    def drop(self) -> float:
+        return float(self.rec.metric_drop)
+
     def as_dict(self) -> dict[str, Any]:
+        ci = drop_ci(self.rec)
         return {"latency_ms": self.latency_ms, "energy_mj": self.energy_mj,
                 "fits_memory": self.fits, "accelerated": self.accelerated,
                 "latency_source": self.latency_source, "size_bytes": self.size_bytes,
-                "ram_bytes": self.ram_bytes, "bound": self.bound}
+                "size_form": self.size_form, "ram_bytes": self.ram_bytes, "bound": self.bound,
+                "drop": self.drop, "drop_ci95": list(ci) if ci else None}
 
 
 def _measured_latency(c: CandidateRecord, profile: Profile, measured: dict) -> tuple | None:
@@ -171,7 +225,8 @@ def _measured_latency(c: CandidateRecord, profile: Profile, measured: dict) -> t
 
 def candidate_figures(c: CandidateRecord, profile: Profile,
                       measured: dict | None = None) -> _Figures:
-    """Latency, energy, memory fit of one candidate on ``profile`` (estimates unless measured)."""
+    """Latency, energy, size and memory fit of one candidate on ``profile`` (estimates
+    unless measured; the size is the file that ships, see :func:`ship_size`)."""
     est = estimate(workload_from_candidate(c), profile)
     latency, source, energy = est.latency_ms, "estimate", est.energy_mj
     got = _measured_latency(c, profile, measured or {})
@@ -179,8 +234,10 @@ def candidate_figures(c: CandidateRecord, profile: Profile,
         latency, source = got
         # the static share of energy follows the real duration (Horowitz's op energy stays)
         energy += profile.energy.get("static_power_w", 0.0) * (latency - est.latency_ms)
-    return _Figures(c, latency, max(energy, 0.0), int(est.storage_bytes), int(est.ram_bytes),
-                    est.fits_ram, est.fits_storage, est.accelerated, source, est.bound, est.notes)
+    size, form = ship_size(c, profile)
+    return _Figures(c, latency, max(energy, 0.0), size, form, int(est.ram_bytes),
+                    est.fits_ram, size <= profile.storage_bytes, est.accelerated, source,
+                    est.bound, est.notes)
 
 
 # ---------------------------------------------------------------- selection
@@ -190,106 +247,68 @@ def _violations(f: _Figures, cons: Constraints) -> dict[str, tuple[float, float]
     """Constraint name -> (value, limit) for every constraint ``f`` fails."""
     checks = {"max_size": (f.size_bytes, cons.max_size_bytes),
               "max_latency": (f.latency_ms, cons.max_latency_ms),
-              "max_drop": (f.rec.metric_drop, cons.max_drop),
+              "max_drop": (budget_drop(f.rec, cons.drop_estimate), cons.max_drop),
               "max_energy": (f.energy_mj, cons.max_energy_mj)}
     return {k: (v, lim) for k, (v, lim) in checks.items() if lim is not None and v > lim}
 
 
 def _score(f: _Figures, priority: str) -> float:
-    return {"accuracy": f.rec.metric_drop, "size": float(f.size_bytes),
+    return {"accuracy": f.drop, "size": float(f.size_bytes),
             "speed": f.latency_ms, "energy": f.energy_mj}[priority]
 
 
-def _pick(figs: list[_Figures], priority: str) -> _Figures:
-    best = min(_score(f, priority) for f in figs)
-    tol = 0.05 if priority == "accuracy" else abs(best) * _TIE
-    near = [f for f in figs if _score(f, priority) <= best + tol]
-    return min(near, key=lambda f: (f.rec.metric_drop, f.size_bytes, f.latency_ms))
+_RESOURCES = ("size", "speed", "energy")
 
 
-def _fmt_bytes(n: float) -> str:
-    for unit, scale in (("MB", 1e6), ("KB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{int(n)} B"
+def _resources(f: _Figures, priority: str) -> tuple[float, ...]:
+    """How a tie on accuracy is decided: the priority, then the other resources, then the
+    simpler recipe (a step that changes nothing on the device is not worth shipping), then
+    the drop. :func:`decided_by` names the component that decided."""
+    res = {"size": float(f.size_bytes), "speed": f.latency_ms, "energy": f.energy_mj}
+    first = priority if priority in res else "size"
+    order = [first] + [k for k in _RESOURCES if k != first]
+    return (*(res[k] for k in order), float(len(f.rec.recipe)), f.drop)
 
 
-def _fmt_violation(name: str, value: float, limit: float) -> str:
-    if name == "max_size":
-        return f"size {_fmt_bytes(value)} > {_fmt_bytes(limit)}"
-    if name == "max_latency":
-        return f"latency {value:.3g} ms > {limit:.3g} ms"
-    if name == "max_energy":
-        return f"energy {value:.3g} mJ > {limit:.3g} mJ"
-    return f"metric drop {value:.2f} > {limit:.2f} points"
+def decided_by(winner: _Figures, loser: _Figures, priority: str) -> str:
+    """Which of priority/other resources/"simpler recipe"/"drop" told ``winner`` from
+    ``loser`` (``"order"`` when all are equal)."""
+    first = priority if priority in _RESOURCES else "size"
+    names = [first] + [k for k in _RESOURCES if k != first] + ["simpler recipe", "drop"]
+    for name, a, b in zip(names, _resources(winner, priority), _resources(loser, priority),
+                          strict=True):
+        if abs(a - b) > 1e-9 * max(abs(a), abs(b), 1.0):
+            return name
+    return "order"
 
 
-def _memory_reason(f: _Figures, profile: Profile) -> str:
-    if not f.fits_ram:
-        return (f"it needs {_fmt_bytes(f.ram_bytes)} of RAM and {profile.name} offers "
-                f"{_fmt_bytes(profile.ram_bytes)}")
-    return (f"its {_fmt_bytes(f.size_bytes)} file exceeds the {_fmt_bytes(profile.storage_bytes)} "
-            f"of storage on {profile.name}")
+@dataclass(frozen=True)
+class _Choice:
+    chosen: _Figures
+    tied: tuple[tuple[_Figures, Tie, str], ...]  # tied on accuracy with the chosen one, and
+    # what told them apart (decided_by)
+    decided_on: str  # the resource that decided among the tied ("size", "speed", "energy")
 
 
-def _no_candidate(figs: list[_Figures], fitting: list[_Figures], cons: Constraints,
-                  profile: Profile) -> UserError:
-    if not fitting:
-        small = min(figs, key=lambda f: f.ram_bytes)
-        return UserError(f"no candidate fits in the memory of {profile.name}: the nearest, "
-                         f"{small.rec.name}, does not because {_memory_reason(small, profile)}; "
-                         "prune or quantize harder, or pick a larger device.")
-    alone = [k for k in ("max_size", "max_latency", "max_drop", "max_energy")
-             if all(k in _violations(f, cons) for f in fitting)]
-
-    def distance(f: _Figures) -> float:
-        return sum(v / lim - 1 if k != "max_drop" else (v - lim) / max(lim, 1.0)
-                   for k, (v, lim) in _violations(f, cons).items())
-
-    near = min(fitting, key=distance)
-    misses = "; ".join(_fmt_violation(k, *v) for k, v in _violations(near, cons).items())
-    what = (f"{' and '.join(alone)} cannot be met by any candidate" if alone
-            else "the constraints cannot be met together")
-    return UserError(f"no candidate meets the constraints on {profile.name}: {what}; the "
-                     f"nearest candidate is {near.rec.name} ({misses}); relax that limit.")
-
-
-# ---------------------------------------------------------------- explanation
-
-
-def _technique(c: CandidateRecord) -> str:
-    parts = []
-    if c.sparsity_kind not in ("none", "") and c.sparsity > 0:
-        parts.append(f"{c.sparsity_kind} pruning {c.sparsity:.0%}")
-    if c.precision != "fp32":
-        parts.append(c.precision)
-    return " + ".join(parts) or "no compression"
-
-
-def _bought(f: _Figures, base: _Figures, profile: Profile) -> str:
-    c = f.rec
-    size = base.size_bytes / max(f.size_bytes, 1)
-    speed = base.latency_ms / max(f.latency_ms, 1e-12)
-    why = "; ".join(f.notes[:1]) or _gain_note(c, profile)
-    return (f"{c.name} ({_technique(c)}) on {profile.name}: {size:.1f}x smaller, "
-            f"{speed:.2f}x the baseline's speed ({f.latency_source}), "
-            f"{c.metric_drop:+.2f} points of metric drop" + (f" — {why}." if why else "."))
-
-
-def _gain_note(c: CandidateRecord, profile: Profile) -> str:
-    parts = []
-    if c.sparsity_kind == "structured" and c.sparsity > 0:
-        parts.append("channels are physically removed, so fewer dense MACs run on any device")
-    if c.precision != "fp32":
-        parts.append(f"{c.precision} is accelerated on {profile.name}")
-    return "; ".join(parts)
-
-
-def _fmt_score(value: float, priority: str) -> str:
-    if priority == "size":
-        return _fmt_bytes(value)
-    unit = {"accuracy": "points of drop", "speed": "ms", "energy": "mJ"}[priority]
-    return f"{value:.4g} {unit}"
+def _pick(figs: list[_Figures], priority: str, samples: dict, higher: bool) -> _Choice:
+    """Best on the priority; among those within 2 % of it, the most accurate, where every
+    candidate the evaluation set cannot tell from the most accurate one counts as tied and
+    the tie is decided on the priority (on size first when the priority is accuracy)."""
+    if priority == "accuracy":
+        near = figs
+    else:
+        best = min(_score(f, priority) for f in figs)
+        near = [f for f in figs if _score(f, priority) <= best + abs(best) * _TIE]
+    top = min(near, key=lambda f: (f.drop, _resources(f, priority)))
+    ties = [(f, accuracy_tie(f.rec, top.rec, samples, higher_is_better=higher))
+            for f in near if f is not top]
+    group = [top] + [f for f, t in ties if t is not None]
+    decided = priority if priority != "accuracy" else "size"
+    chosen = min(group, key=lambda f: _resources(f, decided))
+    tied = tuple((f, accuracy_tie(f.rec, chosen.rec, samples, higher_is_better=higher)
+                  or Tie("tied with the most accurate"), decided_by(chosen, f, decided))
+                 for f in group if f is not chosen)
+    return _Choice(chosen, tied, decided)
 
 
 def _binding(chosen: _Figures, fitting: list[_Figures], figs: list[_Figures],
@@ -306,38 +325,25 @@ def _binding(chosen: _Figures, fitting: list[_Figures], figs: list[_Figures],
     return [n for n in order if n in out]
 
 
-def _why_not(f: _Figures, chosen: _Figures, cons: Constraints, profile: Profile,
-             priority: str) -> str:
-    if not f.fits:
-        return f"does not fit: {_memory_reason(f, profile)}."
-    v = _violations(f, cons)
-    if v:
-        return "fails " + "; ".join(_fmt_violation(k, *x) for k, x in v.items()) + "."
-    mine, best = _score(f, priority), _score(chosen, priority)
-    pair = f"{_fmt_score(mine, priority)} vs {_fmt_score(best, priority)}"
-    if mine <= best * (1 + _TIE) + (0.05 if priority == "accuracy" else 0):
-        return (f"as good on {priority} ({pair}) but loses the "
-                f"tie-break (metric drop {f.rec.metric_drop:.2f} vs {chosen.rec.metric_drop:.2f},"
-                f" then size).")
-    extra = ""
-    if f.rec.sparsity_kind in ("unstructured", "n:m") and not f.accelerated:
-        extra = f" ({f.notes[0]})" if f.notes else ""
-    return f"worse on {priority}: {pair}{extra}."
-
-
 def recommend(run: RunRecord, profile: str | Profile, constraints: Constraints | None = None,
-              priority: str | None = None, *, measured: dict | None = None) -> dict[str, Any]:
+              priority: str | None = None, *, measured: dict | None = None,
+              samples: dict | None = None) -> dict[str, Any]:
     """The candidate of ``run`` to deploy on ``profile``, with the reasons (schema: module doc).
 
     Args:
         measured: ``{candidate name: (p50 ms, source)}`` from ``edgeshrink bench`` on the
             device; these replace the estimates.
         priority: accuracy, size, speed or energy; None uses the profile's default.
+        samples: ``{candidate name: per-sample scores}`` (:func:`edgeshrink.ties.load_samples`)
+            for the paired tests that decide which candidates are tied on accuracy.
 
     Raises:
-        UserError: nothing fits the device or meets the constraints; the message names the
-            constraint that cannot be met and the nearest candidate.
+        NoFit: nothing fits the device or meets the constraints; the message names the
+            constraint that cannot be met and the nearest candidate; ``.record`` holds it
+            as data for results.json.
     """
+    from edgeshrink import explain
+
     profile = load_profile(profile)
     cons = constraints or Constraints()
     priority = priority or profile.default_priority
@@ -347,34 +353,33 @@ def recommend(run: RunRecord, profile: str | Profile, constraints: Constraints |
         raise UserError("the run has no candidates: run `edgeshrink study` first.")
     fitting = [f for f in figs if f.fits]
     ok = [f for f in fitting if not _violations(f, cons)]
+    head = {"device": profile.name, "priority": priority, "constraints": cons.to_dict(),
+            "estimates": {f.rec.name: f.as_dict() for f in figs}}
     if not ok:
-        raise _no_candidate(figs, fitting, cons, profile)
-    chosen = _pick(ok, priority)
-    binding = _binding(chosen, fitting, figs, cons, priority)
+        message, nearest = explain.no_fit(figs, fitting, cons, profile, _violations)
+        raise NoFit(message, {**head, "candidate": None, "error": message, "nearest": nearest})
+    higher = bool((run.metric or {}).get("higher_is_better", True))
+    choice = _pick(ok, priority, samples or {}, higher)
+    binding = _binding(choice.chosen, fitting, figs, cons, priority)
     base = next((f for f in figs if run.baseline and f.rec.name == run.baseline.name), figs[0])
-    c = chosen.rec
-    reasons = [
-        f"On {profile.name} with priority {priority}, {c.name} ({_technique(c)}) is best: "
-        f"{_fmt_bytes(chosen.size_bytes)}, {chosen.latency_ms:.3g} ms ({chosen.latency_source}"
-        f"{'' if chosen.latency_source != 'estimate' else ', roofline'}), "
-        f"{chosen.energy_mj:.3g} mJ per inference (estimate), metric drop "
-        f"{c.metric_drop:.2f} points.",
-        ("Binding: " + ", ".join(binding) + " excluded candidates that were better on "
-         f"{priority}." if binding else "No constraint binds: the choice is the best on "
-         f"{priority} among all candidates that fit {profile.name}."),
-    ]
-    reasons += [_bought(f, base, profile) for f in figs if f is not base]
-    if c.runtime == "simulated":
-        reasons.append(f"{c.name}'s figures here are simulated (no ONNX Runtime kernel for its "
-                       f"format); deploy it with {profile.runtime or 'a runtime that runs it'}.")
     return {
-        "candidate": c.name, "device": profile.name, "priority": priority,
-        "constraints": cons.to_dict(), "binding": binding, "reasons": reasons,
-        "alternatives": [{"name": f.rec.name, "why_not": _why_not(f, chosen, cons, profile,
-                                                                   priority)}
-                         for f in figs if f is not chosen],
-        "estimates": {f.rec.name: f.as_dict() for f in figs},
+        **head, "candidate": choice.chosen.rec.name, "binding": binding,
+        "verdict": explain.verdict(choice.chosen, base, figs, profile),
+        "reasons": explain.reasons(choice, base, figs, binding, cons, profile, priority),
+        "tied": [{"name": f.rec.name, "how": t.how, "p": t.p, "decided_by": by}
+                 for f, t, by in choice.tied],
+        "alternatives": [{"name": f.rec.name, "why_not": explain.why_not(
+            f, choice, cons, profile, priority, _violations)} for f in figs
+            if f is not choice.chosen],
     }
+
+
+class NoFit(UserError):
+    """No candidate qualifies; ``record`` is the failed recommendation as data."""
+
+    def __init__(self, message: str, record: dict[str, Any]):
+        super().__init__(message)
+        self.record = record
 
 
 # ---------------------------------------------------------------- hand-over
@@ -430,6 +435,11 @@ def copy_recommended(run_dir: Path | str, run: RunRecord, rec: dict[str, Any]) -
     tmp = Path(tempfile.mkdtemp(prefix=".recommended.", dir=run_dir))
     try:
         shutil.copy2(src, tmp / src.name)
+        if rec["estimates"][cand.name].get("size_form") == "packed file":  # what ships, and
+            from edgeshrink.packed import write_decoder  # the decoder that expands it at load
+
+            shutil.copy2(run_dir / cand.notes["packed_artifact"], tmp)
+            write_decoder(tmp / "unpack_eskp.py")
         atomic_write_text(tmp / "README.md", _README.format(
             candidate=cand.name, device=profile.name, description=profile.description,
             priority=rec["priority"], reasons="\n".join(f"- {r}" for r in rec["reasons"]),
@@ -460,13 +470,33 @@ def advise_run(run_dir: Path | str, device: str | Profile, constraints: Constrai
     run = load_run(run_dir)
     profile = load_profile(device)
     _fill_node_counts(Path(run_dir), run)
-    rec = recommend(run, profile, constraints, priority, measured=measured)
     run.device = profile.summary()
+    try:
+        rec = recommend(run, profile, constraints, priority, measured=measured,
+                        samples=load_samples(run_dir, run))
+    except NoFit as exc:  # the old pick no longer holds: clear it, record why nothing fits
+        run.constraints, run.recommendation = exc.record["constraints"], exc.record
+        clear_recommended(run_dir)
+        save_run(run, run_dir)
+        raise
     run.constraints = rec["constraints"]
     run.recommendation = rec
     save_run(run, run_dir)
     copy_recommended(run_dir, run, rec)
     return rec
+
+
+def clear_recommended(run_dir: Path | str) -> None:
+    """Remove ``RUN/recommended/``: a failed recommendation leaves no stale pick behind."""
+    import os
+    import shutil
+    import tempfile
+
+    dest = Path(run_dir) / "recommended"
+    if dest.exists():  # rename first: readers see the folder or nothing, never half of it
+        tmp = Path(tempfile.mkdtemp(prefix=".recommended.gone.", dir=run_dir))
+        os.replace(dest, tmp / "recommended")
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _fill_node_counts(run_dir: Path, run: RunRecord) -> None:

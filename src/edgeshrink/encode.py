@@ -5,6 +5,12 @@ Each tensor is stored in whichever of these forms is smallest:
 * ``raw``: its bytes (FP32 values that FP16 represents exactly are stored as FP16);
 * ``codebook``: the distinct values once, then a canonical-Huffman code of every entry's
   index into them (what k-means weight sharing produces: 2^b distinct values);
+* ``row codebook``: per row (output channel, or the last axis), the row's distinct values
+  once and every entry as a fixed-width index into them, bit-packed: what per-channel
+  low-bit quantization (INT2-INT8 grids, binary, ternary) produces;
+* ``row grid``: per row, a float32 step and an integer offset, every entry exactly
+  ``float32((code + offset) * step)`` with a fixed-width code: a uniform quantizer's own
+  grid (``(q - zero_point) * scale``), 8 bytes a row instead of a codebook;
 * ``sparse``: only the non-zeros, each with the gap to the previous one as a ``b``-bit
   relative index (a filler zero entry bridges gaps longer than ``2^b - 1``, as in Deep
   Compression), the gaps Huffman-coded and the values either raw or codebook-coded.
@@ -39,7 +45,8 @@ __all__ = [
 
 MAGIC = b"ESK1"
 MAXLEN = 15
-RAW, DENSE_CB, SPARSE_CB, SPARSE_RAW = 0, 1, 2, 3
+RAW, DENSE_CB, SPARSE_CB, SPARSE_RAW, ROW_CB, ROW_AFFINE = 0, 1, 2, 3, 4, 5
+MAX_ROW_BITS = 8  # per-row codebooks of at most 256 values (per-channel quantization grids)
 INDEX_BITS = (2, 3, 4, 5, 6, 8)
 MAX_CODEBOOK = 4096
 
@@ -176,6 +183,106 @@ def _sparse_forms(flat: np.ndarray) -> Iterable[bytes]:
             yield struct.pack("<B", SPARSE_CB) + head + book
 
 
+def _row_block(arr: np.ndarray, axis: int) -> bytes | None:
+    """Per-row codebooks and bit-packed indices (rows along ``axis``: 0 first, 1 last)."""
+    if arr.ndim < 2:
+        return None
+    m = arr.reshape(arr.shape[0], -1) if axis == 0 else arr.reshape(-1, arr.shape[-1]).T
+    books, idx = [], np.empty(m.shape, np.int64)
+    for r, row in enumerate(m):
+        book, idx[r] = np.unique(row, return_inverse=True)
+        if len(book) > 1 << MAX_ROW_BITS:
+            return None
+        books.append(book)
+    bits = max(1, int(np.ceil(np.log2(max(len(b) for b in books)))))
+    planes = (idx[..., None] >> np.arange(bits - 1, -1, -1)) & 1
+    head = struct.pack("<BIB", axis, m.shape[0], bits)
+    counts = np.array([len(b) for b in books], "<u2").tobytes()
+    return (head + counts + np.concatenate(books).tobytes()
+            + np.packbits(planes.astype(np.uint8).reshape(-1)).tobytes())
+
+
+def _rows_view(arr: np.ndarray, axis: int) -> np.ndarray:
+    return arr.reshape(arr.shape[0], -1) if axis == 0 else arr.reshape(-1, arr.shape[-1]).T
+
+
+def _grid_row(row: np.ndarray) -> tuple[np.float32, int, np.ndarray] | None:
+    """(step, offset, codes) with ``row == float32((codes + offset) * step)`` exactly.
+
+    The codes come from the smallest gap between values; the step is the one float32 (of
+    the few around ``value / code`` of the largest code) that reproduces every entry."""
+    u = np.unique(row)
+    gap = float(np.diff(u).min()) if len(u) > 1 else abs(float(u[0])) or 1.0
+    if not np.isfinite(gap) or gap <= 0:
+        return None
+    k = np.rint(row.astype(np.float64) / gap)
+    if np.abs(k).max(initial=0) >= 1 << 24:
+        return None
+    k = k.astype(np.int64)
+    j = int(np.argmax(np.abs(k)))
+    if k[j] == 0:
+        return (np.float32(1.0), 0, k) if not row.any() else None
+    step = np.float32(float(row[j]) / float(k[j]))
+    kf = k.astype(np.float32)
+    for _ in range(5):  # the step itself, then its float32 neighbours
+        for cand in (step, np.nextafter(step, np.float32(np.inf))):
+            if np.array_equal(kf * cand, row):
+                return cand, int(k.min()), k - k.min()
+        step = np.nextafter(step, np.float32(-np.inf))
+    return None
+
+
+def _affine_block(arr: np.ndarray, axis: int) -> bytes | None:
+    """Per-row grids and bit-packed codes (float32 tensors whose rows are uniform grids)."""
+    if arr.ndim < 2 or arr.dtype != np.float32:
+        return None
+    m = _rows_view(arr, axis)
+    steps, offsets, codes = np.empty(len(m), "<f4"), np.empty(len(m), "<i4"), []
+    for r, row in enumerate(m):
+        got = _grid_row(row)
+        if got is None or got[2].max(initial=0) >= 1 << MAX_ROW_BITS:
+            return None
+        steps[r], offsets[r] = got[0], got[1]
+        codes.append(got[2])
+    idx = np.stack(codes)
+    bits = max(1, int(idx.max(initial=0)).bit_length())
+    planes = (idx[..., None] >> np.arange(bits - 1, -1, -1)) & 1
+    return (struct.pack("<BIB", axis, len(m), bits) + steps.tobytes() + offsets.tobytes()
+            + np.packbits(planes.astype(np.uint8).reshape(-1)).tobytes())
+
+
+def _read_affine(buf: bytes, off: int, dtype: np.dtype, size: int) -> tuple[np.ndarray, int]:
+    axis, rows, bits = struct.unpack_from("<BIB", buf, off)
+    off += 6
+    steps = np.frombuffer(buf, "<f4", rows, off).astype(np.float32)
+    offsets = np.frombuffer(buf, "<i4", rows, off + 4 * rows).astype(np.int64)
+    off += 8 * rows
+    cols = size // max(rows, 1)
+    nbits = rows * cols * bits
+    planes = np.unpackbits(np.frombuffer(buf, np.uint8, (nbits + 7) // 8, off))[:nbits]
+    off += (nbits + 7) // 8
+    idx = planes.reshape(rows, cols, bits).astype(np.int64) @ (1 << np.arange(bits - 1, -1, -1))
+    m = (idx + offsets[:, None]).astype(np.float32) * steps[:, None]
+    return (m if axis == 0 else m.T).reshape(-1).astype(dtype), off
+
+
+def _read_rows(buf: bytes, off: int, dtype: np.dtype, size: int) -> tuple[np.ndarray, int]:
+    axis, rows, bits = struct.unpack_from("<BIB", buf, off)
+    off += 6
+    counts = np.frombuffer(buf, "<u2", rows, off).astype(np.int64)
+    off += 2 * rows
+    values = np.frombuffer(buf, dtype, int(counts.sum()), off)
+    off += values.nbytes
+    cols = size // max(rows, 1)
+    nbits = rows * cols * bits
+    planes = np.unpackbits(np.frombuffer(buf, np.uint8, (nbits + 7) // 8, off))[:nbits]
+    off += (nbits + 7) // 8
+    idx = planes.reshape(rows, cols, bits).astype(np.int64) @ (1 << np.arange(bits - 1, -1, -1))
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    m = values[idx + starts[:, None]]
+    return (m if axis == 0 else m.T).reshape(-1).copy(), off
+
+
 def _encode_tensor(arr: np.ndarray) -> bytes:
     flat = np.ascontiguousarray(arr).reshape(-1)
     # FP32 values that FP16 holds exactly (rounded codebooks, biases) are stored as FP16.
@@ -189,6 +296,12 @@ def _encode_tensor(arr: np.ndarray) -> bytes:
             forms.append(struct.pack("<B", DENSE_CB) + book)
         if not flat.all():
             forms.extend(_sparse_forms(flat))
+        shaped = flat.reshape(arr.shape)
+        for axis in (0, 1):
+            for mode, block in ((ROW_CB, _row_block), (ROW_AFFINE, _affine_block)):
+                rows = block(shaped, axis)
+                if rows is not None:
+                    forms.append(struct.pack("<B", mode) + rows)
     return struct.pack("<B", int(half)) + min(forms, key=len)
 
 
@@ -234,6 +347,10 @@ def _decode_body(buf: bytes, off: int, dtype: np.dtype, size: int) -> tuple[np.n
         return np.frombuffer(buf, dtype, size, off).copy(), off + size * dtype.itemsize
     if mode == DENSE_CB:
         return _read_codebook(buf, off, dtype)
+    if mode == ROW_CB:
+        return _read_rows(buf, off, dtype, size)
+    if mode == ROW_AFFINE:
+        return _read_affine(buf, off, dtype, size)
     gaps, off = huffman_decode(buf, off + 1)  # skip the index width: gaps carry fillers
     if mode == SPARSE_CB:
         vals, off = _read_codebook(buf, off, dtype)

@@ -1,8 +1,8 @@
 """report.html in a real browser: headless Chromium with the network made unusable.
 
-The page records its own health on <body> (``data-plots-rendered``, ``data-script-errors``,
-set by its render script once every Plotly promise settled); Chromium's ``--dump-dom`` gives
-us that DOM, and ``--enable-logging=stderr`` gives every console message and uncaught error
+The page records its own health on <body> (``data-plots-rendered``: inline SVG plots the
+browser laid out with a non-empty box, ``data-script-errors``); Chromium's ``--dump-dom``
+gives us that DOM, and ``--enable-logging=stderr`` gives every console message and uncaught error
 (``INFO:CONSOLE`` lines). A control page that needs the CDN proves the harness would see a
 page that depends on the network. The screenshot lands in ``test-artifacts/report.png``.
 """
@@ -30,12 +30,16 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _sample_module():
-    path = ROOT / "tests" / "unit" / "report" / "sample_run.py"
-    spec = importlib.util.spec_from_file_location("report_sample_run", path)
+def _module(name: str):
+    path = ROOT / "tests" / "unit" / "report" / name
+    spec = importlib.util.spec_from_file_location(f"report_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _sample_module():
+    return _module("sample_run.py")
 
 
 def _chromium(page: Path, work: Path, *, screenshot: Path | None = None) -> tuple[str, list[str]]:
@@ -74,12 +78,16 @@ def test_report_renders_offline_without_errors(tmp_path):
 
     body = _body(dom)
     assert body.get("ready") == "1", f"render script never finished: {body}"
-    assert body["plots-expected"] == "4" and body["plots-rendered"] == "4", body
+    assert body["plots-expected"] == "6" and body["plots-rendered"] == "6", body
     assert body["script-errors"] == "0", re.search(r'id="report-errors"[^>]*>([^<]*)', dom)
     assert console == [], "console messages / uncaught errors:\n" + "\n".join(console)
-    for key in ("metric_vs_size", "metric_vs_latency", "sensitivity_sparsity", "sensitivity_bits"):
-        div = re.search(rf'<div class="plot[^"]*" id="plot-{key}".*?</figure>', dom, re.S)
-        assert div and 'class="main-svg"' in div.group(0), f"{key} has no SVG"
+    for key in ("device_size", "device_latency", "host_size", "host_latency",
+                "sensitivity_sparsity", "sensitivity_bits"):
+        fig = re.search(rf'<figure class="plot" id="plot-{key}">.*?</figure>', dom, re.S)
+        assert fig and "<svg" in fig.group(0), f"{key} has no SVG"
+    # the live DOM still says the same numbers in card, table and plot (after the scripts ran)
+    numbers = _module("page_numbers.py")
+    assert numbers.mismatches(dom, sample.RECOMMENDED) == []
     # the layer/candidate named like markup is text in the live DOM, not an element
     assert sample.EVIL not in dom and html.escape(sample.EVIL, quote=False) in dom
 

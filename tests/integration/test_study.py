@@ -190,3 +190,64 @@ def test_sensitivity_scan_lands_in_the_record_and_the_report(digits_task, tmp_pa
     assert bits["levels"] == [8, 6, 4, 2] and len(bits["layers"]) == 4
     html = write_report(tmp_path).read_text()
     assert "Per-layer sensitivity" in html
+
+
+def _page_numbers():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "unit" / "report" / "page_numbers.py"
+    spec = importlib.util.spec_from_file_location("page_numbers", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_intervals_and_packed_files_are_measured(mnist_run, mnist_task):
+    from edgeshrink.measure.intervals import load_scores
+    from edgeshrink.packed import unpack_onnx
+
+    run, out = mnist_run
+    n = len(mnist_task.eval.targets)
+    for c in run.all_candidates():
+        lo, hi = c.metric["ci95"]
+        assert lo < c.value < hi and c.metric["n"] == n, c.name
+        scores = load_scores(out / c.metric["samples"])
+        assert scores.mean() == pytest.approx(c.value)  # the per-sample results are the metric
+        if c.name != "baseline":
+            lo, hi = c.metric["drop_ci95"]
+            assert lo <= c.metric_drop <= hi and c.metric["drop_test"] == "exact McNemar"
+    p90 = run.get("prune-90")
+    packed = out / p90.notes["packed_artifact"]
+    assert p90.size_encoded_bytes == packed.stat().st_size < 0.25 * p90.size_bytes
+    restored = out / "restored.onnx"
+    unpack_onnx(packed, restored)
+    x = mnist_task.eval.inputs[0][:16]
+    a = run_onnx(ort_session(out / p90.artifact, 1), (x,))
+    assert np.array_equal(a, run_onnx(ort_session(restored, 1), (x,)))
+
+
+def test_report_numbers_agree_and_recommend_rewrites_the_page(mnist_run):
+    from edgeshrink.cli import main
+    from edgeshrink.results import load_run
+
+    _, out = mnist_run
+    numbers = _page_numbers()
+    main(["recommend", str(out), "--device", "cortex-m7"])
+    first = (out / "report.html").read_text()
+    rec = load_run(out).recommendation
+    assert rec["verdict"].startswith("on cortex-m7:")
+    assert numbers.mismatches(first, rec["candidate"]) == []
+    assert len(first.encode()) < 1_500_000
+    # a new device: the page changes in the same call
+    main(["recommend", str(out), "--device", "rpi4", "--priority", "speed"])
+    second = (out / "report.html").read_text()
+    assert "on raspberry-pi-4:" in second and "on cortex-m7:" not in second
+    assert numbers.mismatches(second, load_run(out).recommendation["candidate"]) == []
+    # a budget nothing meets: the old pick is gone and the page says why
+    with pytest.raises(SystemExit) as exc:
+        main(["recommend", str(out), "--device", "rpi4", "--max-size", "1kB"])
+    assert exc.value.code == 2
+    assert not (out / "recommended").exists()
+    third = (out / "report.html").read_text()
+    assert "nothing fits" in third and 'id="nearest"' in third and "1.0 kB" in third

@@ -95,3 +95,20 @@ def test_encode_model_weights_round_trip():
     got = decode(encode_model_weights(model))
     for k, v in model.state_dict().items():
         assert np.array_equal(got[k], v.numpy())
+
+
+def test_per_channel_quantized_rows_pack_to_their_bits():
+    """A uniform per-channel grid costs its bits a weight plus 8 bytes a row, exactly."""
+    import torch
+
+    from edgeshrink.quant.fake import QuantSpec, quantize_weight
+
+    torch.manual_seed(0)
+    w = torch.randn(120, 400)
+    for bits in (2, 3, 4, 8):
+        q = quantize_weight(w, QuantSpec(bits, True, "channel", 0)).numpy()
+        blob = encode({"w": q})
+        back = decode(blob)["w"]
+        assert back.dtype == q.dtype and np.array_equal(back, q)
+        ideal = bits * q.size / 8 + 4 * 120  # bits a weight + one FP32 scale a row
+        assert len(blob) <= 1.03 * ideal, (bits, len(blob), ideal)

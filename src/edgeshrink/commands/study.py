@@ -33,9 +33,12 @@ def study(
     sensitivity: bool = typer.Option(
         False, help="Also scan per-layer sensitivity to sparsity and bit width (heat maps)."),
     device: str = typer.Option(None, help="Device profile to recommend for (`edgeshrink devices`)."),
-    max_size: str = typer.Option(None, help="Largest artifact on the device, e.g. 200KB."),
+    max_size: str = typer.Option(
+        None, help="Largest file shipped on the device, e.g. 200kB (SI; 512KiB accepted)."),
     max_latency: str = typer.Option(None, help="Slowest batch-1 latency on the device, e.g. 5ms."),
     max_drop: float = typer.Option(1.0, help="Metric points the model may lose."),
+    drop_estimate: str = typer.Option(
+        "upper", help="--max-drop against the drop's 95% upper bound (upper) or point."),
     max_energy: str = typer.Option(None, help="Energy per inference on the device, e.g. 2mJ."),
     priority: str = typer.Option(None, help="accuracy, size, speed or energy."),
     bench_json: list[Path] = typer.Option(
@@ -62,7 +65,8 @@ def study(
 
         load_profile(device)  # an unknown device fails now, not after the study
         constraints = Constraints.from_text(max_size=max_size, max_latency=max_latency,
-                                            max_drop=max_drop, max_energy=max_energy)
+                                            max_drop=max_drop, max_energy=max_energy,
+                                            drop_estimate=drop_estimate)
     if bench_json:
         from edgeshrink.bench.merge import load_bench_json
 

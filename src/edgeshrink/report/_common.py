@@ -1,4 +1,4 @@
-"""What the terminal table, the HTML page and the plots share: formatting and marks.
+"""What the terminal table, the HTML page and the plots share (units: :mod:`edgeshrink.units`).
 
 Everything here is a pure function of result records (:mod:`edgeshrink.results`).
 
@@ -13,20 +13,14 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from typing import Any
 
-from edgeshrink.results import CandidateRecord, RunRecord, pareto_front
+from edgeshrink.results import RunRecord
 
 __all__ = [
     "FAMILY_COLORS",
     "FAMILY_ORDER",
-    "Marks",
-    "marks",
     "metric_info",
-    "fmt_bytes",
-    "fmt_metric",
-    "fmt_drop",
     "fmt_value",
     "recipe_steps",
     "sensitivity_maps",
@@ -43,52 +37,11 @@ FAMILY_ORDER = ("baseline", "pruning", "quantization", "both")
 OTHER_COLOR = "#999999"
 
 
-@dataclass(frozen=True)
-class Marks:
-    """Which candidates are on the Pareto front and which one is recommended."""
-
-    pareto: frozenset[str]
-    recommended: str | None
-
-
 def metric_info(run: RunRecord) -> tuple[str, str, bool]:
     """``(name, unit, higher_is_better)`` of the run's metric, with safe defaults."""
     m = run.metric or {}
     name = str(m.get("name") or (run.baseline.metric.get("name") if run.baseline else "") or "metric")
     return name, str(m.get("unit", "%")), bool(m.get("higher_is_better", True))
-
-
-def marks(run: RunRecord) -> Marks:
-    """The run's Pareto set (recomputed from the records when the run has none)."""
-    _, _, higher = metric_info(run)
-    names = run.pareto or pareto_front(run.all_candidates(), higher_is_better=higher)
-    rec = (run.recommendation or {}).get("candidate")
-    return Marks(pareto=frozenset(names), recommended=str(rec) if rec else None)
-
-
-def fmt_bytes(n: float | None) -> str:
-    """``1536`` -> ``'1.5 KiB'`` (binary units, as the sizes on disk are)."""
-    if n is None:
-        return "-"
-    n = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"  # pragma: no cover
-
-
-def fmt_metric(value: float, unit: str) -> str:
-    return f"{value:.2f} {unit}".rstrip()
-
-
-def fmt_drop(drop: float) -> str:
-    """Points lost against the baseline, signed (positive = worse)."""
-    return f"{drop:+.2f}"
-
-
-def latency_source(c: CandidateRecord) -> str:
-    return str(c.latency_ms.get("source", "measured"))
 
 
 def fmt_value(v: Any) -> str:

@@ -1,16 +1,15 @@
 """The report page's inline stylesheet and scripts (kept as strings: the page has no files).
 
-``ERROR_TRAP`` runs first in <head> and records every script error; ``RENDER`` draws every
-``div[data-figure]`` from its JSON spec with Plotly, then sets
-``body[data-plots-rendered]`` to the number of plots that produced an SVG and shows any
-recorded error in ``#report-errors`` (so a broken page says so, and a headless browser's
-``--dump-dom`` can check it). ``SORT`` makes every ``table.sortable`` sortable by clicking a
+``ERROR_TRAP`` runs first in <head> and records every script error; ``READY`` runs last,
+sets ``body[data-plots-rendered]`` to the number of inline SVG plots the browser laid out
+and shows any recorded error in ``#report-errors`` (so a broken page says so, and a
+headless browser's ``--dump-dom`` can check it). ``SORT`` makes every ``table.sortable`` sortable by clicking a
 header (cells may carry ``data-sort``, a number, to sort by instead of their text).
 """
 
 from __future__ import annotations
 
-__all__ = ["CSS", "ERROR_TRAP", "RENDER", "SORT"]
+__all__ = ["CSS", "ERROR_TRAP", "READY", "SORT"]
 
 CSS = """
 :root { --ink:#1f2933; --muted:#616e7c; --line:#e4e7eb; --bg:#f5f7fa; --card:#fff;
@@ -34,7 +33,15 @@ h3 { font-size:14px; margin:14px 0 6px; font-weight:600; }
 .card .value { font-size:18px; font-weight:600; margin:2px 0; word-break:break-word; }
 .card.rec { border-color:var(--accent); box-shadow:inset 4px 0 0 var(--accent); }
 .plots { display:grid; grid-template-columns:repeat(auto-fit,minmax(480px,1fr)); gap:14px; }
-.plot { min-height:300px; border:1px solid var(--line); border-radius:6px; padding:4px; }
+.plot { margin:0; border:1px solid var(--line); border-radius:6px; padding:4px; }
+.plot svg { width:100%; height:auto; display:block; }
+g.pt { cursor:help; }
+g.pt:hover { opacity:.6; }
+header .verdict { margin:10px 0 0; font-size:16px; font-weight:600; color:#fff; }
+header .verdict.fail { color:#ffb3b3; }
+section.nofit { border-color:#ffa39e; }
+.card .q { font-size:13px; }
+.card.fail { border-color:var(--accent); }
 table { border-collapse:collapse; width:100%; font-size:13px; }
 th, td { padding:6px 8px; border-bottom:1px solid var(--line); text-align:left; vertical-align:top; }
 th { background:#f0f3f7; font-weight:600; white-space:nowrap; position:sticky; top:0; }
@@ -75,37 +82,25 @@ window.addEventListener("unhandledrejection", function (e) {
 });
 """
 
-RENDER = """
+READY = """
 (function () {
   var body = document.body, errors = window.__reportErrors;
-  var divs = Array.prototype.slice.call(document.querySelectorAll("div[data-figure]"));
-  body.dataset.plotsExpected = String(divs.length);
-  body.dataset.plotsRendered = "0";
-  function finish() {
-    var ok = divs.filter(function (d) { return d.querySelector("svg.main-svg"); }).length;
-    body.dataset.plotsRendered = String(ok);
-    if (ok !== divs.length) errors.push((divs.length - ok) + " plot(s) did not render");
-    var box = document.getElementById("report-errors");
-    if (errors.length) {
-      box.textContent = "This page hit a problem while drawing; some parts may be missing:\\n" +
-        errors.join("\\n");
-      box.hidden = false;
-    }
-    body.dataset.scriptErrors = String(errors.length);
-    body.dataset.ready = "1";
+  var figs = Array.prototype.slice.call(document.querySelectorAll("figure.plot"));
+  var ok = figs.filter(function (f) {
+    var svg = f.querySelector("svg");
+    return svg && svg.getBBox && svg.getBBox().width > 0;
+  }).length;
+  body.dataset.plotsExpected = String(figs.length);
+  body.dataset.plotsRendered = String(ok);
+  if (ok !== figs.length) errors.push((figs.length - ok) + " plot(s) did not render");
+  var box = document.getElementById("report-errors");
+  if (errors.length) {
+    box.textContent = "This page hit a problem while drawing; some parts may be missing:\\n" +
+      errors.join("\\n");
+    box.hidden = false;
   }
-  var jobs = divs.map(function (div) {
-    try {
-      var spec = JSON.parse(document.getElementById(div.dataset.figure).textContent);
-      return Promise.resolve(Plotly.newPlot(div, spec.data, spec.layout,
-        {responsive: true, displaylogo: false, modeBarButtonsToRemove: ["select2d", "lasso2d"]}))
-        .catch(function (e) { errors.push("plot " + div.id + ": " + e); });
-    } catch (e) {
-      errors.push("plot " + div.id + ": " + e);
-      return Promise.resolve();
-    }
-  });
-  Promise.all(jobs).then(finish, finish);
+  body.dataset.scriptErrors = String(errors.length);
+  body.dataset.ready = "1";
 })();
 """
 

@@ -1,10 +1,11 @@
 """``RUN/report.html``: one self-contained page with the study's trade-off.
 
-The page inlines the plotly.js bundle that ships with the ``plotly`` package (what
-``include_plotlyjs=True`` does), its stylesheet and its scripts, so it opens with the network
-off. Figures travel as JSON in ``<script type="application/json">`` blocks with ``<``, ``>``
-and ``&`` written as ``\\u003c`` etc., so no name can close the block; every name shown as
-text is HTML-escaped. PNGs of the same plots are written beside the page.
+The page is a jinja2 template (``templates/report.html.j2``) rendered with autoescape, so
+every name from a model or a run is text, never markup. The plots are matplotlib SVG drawn
+inline (the PNGs beside the page are the same figures), so the page has no script library
+and opens with the network off. One view per place (:mod:`edgeshrink.report.views`): the
+device (what the advisor decided on) and the study host; the cards, the reasons, the
+tables and the plots of a view show the same numbers in the same units.
 
 The report reads ``RUN/results.json`` through :func:`edgeshrink.results.load_run` only.
 
@@ -15,310 +16,178 @@ Example:
 
 from __future__ import annotations
 
-import json
-import math
-from html import escape
 from pathlib import Path
 from typing import Any
 
 from edgeshrink import __version__
 from edgeshrink.report import assets
-from edgeshrink.report._common import (
-    FAMILY_COLORS,
-    OTHER_COLOR,
-    fmt_bytes,
-    fmt_drop,
-    fmt_metric,
-    fmt_value,
-    latency_source,
-    marks,
-    metric_info,
-    recipe_steps,
-)
-from edgeshrink.report.plots import heatmap_specs, trade_off_specs, write_pngs
-from edgeshrink.results import CandidateRecord, RunRecord, atomic_write_text, load_run
+from edgeshrink.report._common import fmt_value, metric_info, recipe_steps
+from edgeshrink.report.plots import Plot, render_plots
+from edgeshrink.report.views import Row, View, views
+from edgeshrink.results import RunRecord, atomic_write_bytes, atomic_write_text, load_run
+from edgeshrink.units import fmt_bytes
 
-__all__ = ["write_report", "render_page", "script_json"]
+__all__ = ["write_report", "render_page"]
 
-PLOT_CAPTIONS = {
-    "metric_vs_size": "Stored size is the deflated file or the sparse/packed encoding, "
-    "whichever is smaller. Dotted: the Pareto front on these two axes.",
-    "metric_vs_latency": "p50 latency per inference as measured (or benchmarked on the device "
-    "when a bench file was merged). Open markers: simulated formats with no runtime kernel.",
-    "sensitivity_sparsity": "Metric when one layer alone is pruned to each sparsity, the rest "
-    "untouched: pale rows tolerate pruning, dark rows need care.",
-    "sensitivity_bits": "Metric when one layer alone is quantized to each bit-width.",
+VIEW_NOTES = {
+    "device": "The numbers the advisor decided on: the size of the file that ships on the "
+              "device, the latency there (measured where labelled, else a roofline estimate) "
+              "and the energy estimate. Drops are paired against the baseline on the same "
+              "samples; brackets are 95 % intervals.",
+    "host": "The artifacts as measured on the machine the study ran on: the file on disk "
+            "and its p50 latency there. The packed file is what a simulated or sparse "
+            "candidate ships as where the device decodes weights into RAM.",
 }
 
 
-def _e(text: Any) -> str:
-    return escape(str(text), quote=True)
+def _env():
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("edgeshrink.report", "templates"),
+        autoescape=True, trim_blocks=True,
+        lstrip_blocks=True)
 
 
-def _finite(obj: Any) -> Any:
-    """NaN/inf (a failed measurement) become null, which Plotly draws as a gap."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    return obj
+def _cell(text: str, *, q: str | None = None, sort: Any = None, sub: str = "",
+          cls: str = "") -> dict[str, Any]:
+    return {"text": text, "q": q, "sort": sort, "sub": sub, "cls": cls}
 
 
-def script_json(obj: Any) -> str:
-    """JSON that is safe inside ``<script>``: ``<``, ``>``, ``&`` as ``\\u003c`` etc.
-
-    Example:
-        >>> script_json({"name": "</script>"})
-        '{"name": "\\\\u003c/script\\\\u003e"}'
-    """
-    text = json.dumps(_finite(obj), allow_nan=False, default=str)
-    for ch, code in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e")):
-        text = text.replace(ch, code)
-    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+def _num(text: str, q: str, sort: float, sub: str = "") -> dict[str, Any]:
+    return _cell(text, q=q, sort=repr(float(sort)), sub=sub, cls="num")
 
 
-def _plotly_js() -> str:
-    from plotly.offline import get_plotlyjs
-
-    js = get_plotlyjs()
-    # The bundle never contains "</script" today; keep it that way if a release changes.
-    return js.replace("</script", "<\\/script")
-
-
-def _kv_table(data: dict[str, Any]) -> str:
-    rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(fmt_value(v))}</td></tr>" for k, v in data.items())
-    return f'<table class="kv">{rows}</table>'
-
-
-def _family_badge(family: str) -> str:
-    color = FAMILY_COLORS.get(family, OTHER_COLOR)
-    return f'<span class="fam" style="background:{color}">{_e(family)}</span>'
-
-
-def _ratio(base: float, value: float) -> str:
-    return f"{base / value:.1f}×" if value > 0 else "-"
-
-
-def _cards(run: RunRecord) -> str:
-    _, unit, _ = metric_info(run)
-    m = marks(run)
-    base = run.baseline
-    cards = []
-    if base is not None:
-        cards.append(("Baseline", base.name, f"{fmt_metric(base.value, unit)} · "
-                      f"{fmt_bytes(base.stored_bytes)} stored · {base.p50:.3f} ms", ""))
-    rec = next((c for c in run.all_candidates() if c.name == m.recommended), None)
-    if rec is not None:
-        detail = f"{fmt_metric(rec.value, unit)} ({fmt_drop(rec.metric_drop)} drop)"
-        if base is not None:
-            detail += (f" · {_ratio(base.stored_bytes, rec.stored_bytes)} smaller · "
-                       f"{_ratio(base.p50, rec.p50)} faster")
-        cards.append(("Recommended", rec.name, detail, "rec"))
-    device = (run.device or {}).get("name") or (run.recommendation or {}).get("device")
-    if device:
-        cards.append(("Device", device, (run.device or {}).get("description", ""), ""))
-    cards.append(("Candidates", str(len(run.candidates)),
-                  f"{len(m.pareto & {c.name for c in run.candidates})} on the Pareto front", ""))
-    return '<div class="cards">' + "".join(
-        f'<div class="card {cls}"><div class="label">{_e(label)}</div>'
-        f'<div class="value">{_e(value)}</div><div class="muted">{_e(detail)}</div></div>'
-        for label, value, detail, cls in cards
-    ) + "</div>"
-
-
-def _recommendation(run: RunRecord) -> str:
-    rec = run.recommendation or {}
-    if not rec:
-        return ""
-    parts = ["<section id=\"recommendation\"><h2>Recommendation</h2>"]
-    if rec.get("candidate"):
-        head = f'<span class="mark-rec">★ {_e(rec["candidate"])}</span>'
-        if rec.get("device"):
-            head += f" for <b>{_e(rec['device'])}</b>"
-        if rec.get("priority"):
-            head += f" <span class=\"tag\">priority: {_e(rec['priority'])}</span>"
-        parts.append(f"<p>{head}</p>")
-    if rec.get("binding"):
-        parts.append(f"<p>Binding constraints: {_e(', '.join(map(str, rec['binding'])))}</p>")
-    if rec.get("reasons"):
-        parts.append('<ul class="reasons">' + "".join(
-            f"<li>{_e(r)}</li>" for r in rec["reasons"]) + "</ul>")
-    if rec.get("alternatives"):
-        rows = "".join(f"<tr><td>{_e(a.get('name', '?'))}</td><td>{_e(a.get('why_not', ''))}</td></tr>"
-                       for a in rec["alternatives"])
-        parts.append("<h3>Why not the others</h3><table><thead><tr><th>candidate</th>"
-                     f"<th>why not</th></tr></thead><tbody>{rows}</tbody></table>")
-    parts.append(_estimates(rec.get("estimates") or {}))
-    return "".join(parts) + "</section>"
-
-
-def _estimates(estimates: dict[str, dict[str, Any]]) -> str:
-    if not estimates:
-        return ""
-    cols = [("latency_ms", "latency (ms)", True), ("energy_mj", "energy (mJ)", True),
-            ("fits_memory", "fits memory", False), ("accelerated", "accelerated", False),
-            ("latency_source", "latency source", False)]
-    head = "<th>candidate</th>" + "".join(
-        f'<th class="{"num" if num else ""}">{_e(t)}</th>' for _, t, num in cols)
-    rows = []
-    for name, est in estimates.items():
-        cells = "".join(_estimate_cell(est.get(k), num) for k, _, num in cols)
-        rows.append(f"<tr><td>{_e(name)}</td>{cells}</tr>")
-    return ("<h3>On the device (estimates)</h3><div class=\"scroll\"><table class=\"sortable\">"
-            f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
-
-
-def _estimate_cell(v: Any, num: bool) -> str:
-    if num and isinstance(v, int | float) and not isinstance(v, bool):
-        return f'<td class="num" data-sort="{float(v)!r}">{float(v):.3g}</td>'
-    return f"<td>{_e(fmt_value(v))}</td>"
-
-
-def _plot_divs(specs: dict[str, dict[str, Any]], pngs: set[str]) -> str:
-    out = []
-    for key, spec in specs.items():
-        png = f' · <a href="{_e(key)}.png">PNG</a>' if f"{key}.png" in pngs else ""
-        out.append(
-            f'<figure style="margin:0"><div class="plot" id="plot-{_e(key)}" '
-            f'data-figure="fig-{_e(key)}"></div>'
-            f'<script type="application/json" id="fig-{_e(key)}">{script_json(spec)}</script>'
-            f'<figcaption class="caption">{_e(PLOT_CAPTIONS.get(key, ""))}{png}</figcaption></figure>'
-        )
-    return "".join(out)
-
-
-def _recipe_cell(recipe: list[dict[str, Any]]) -> str:
-    steps = recipe_steps(recipe)
-    if not steps:
-        return '<span class="muted">(unchanged)</span>'
-    return "".join(f"<div>{i}. {_e(step)}</div>" for i, step in enumerate(steps, 1))
-
-
-def _candidate_row(c: CandidateRecord, run: RunRecord, m) -> str:
-    _, unit, _ = metric_info(run)
-    source = f'<span class="muted">{_e(latency_source(c))}</span>'
-    if c.runtime == "simulated":
-        source = '<span class="tag sim" title="no runtime kernel: simulated">simulated</span>'
-    elif c.runtime != "onnxruntime":
-        source += f'<div class="muted">{_e(c.runtime)}</div>'
-    cls = "recommended" if c.name == m.recommended else ("baseline" if c.family == "baseline" else "")
-    drop = "" if c.family == "baseline" else fmt_drop(c.metric_drop)
-    kind = f'<div class="muted">{_e(c.sparsity_kind)}</div>' if c.sparsity_kind != "none" else ""
+def _row_cells(row: Row, view: View, unit: str) -> list[dict[str, Any]]:
+    c, t = row.rec, row.text(unit)
     cells = [
-        f"<td>{_e(c.name)}</td>",
-        f'<td data-sort="{_e(c.family)}">{_family_badge(c.family)}</td>',
-        f'<td class="num" data-sort="{c.value!r}">{_e(fmt_metric(c.value, unit))}</td>',
-        f'<td class="num" data-sort="{c.metric_drop!r}">{drop}</td>',
-        f'<td class="num" data-sort="{c.size_bytes}">{fmt_bytes(c.size_bytes)}</td>',
-        f'<td class="num" data-sort="{c.stored_bytes}">{fmt_bytes(c.stored_bytes)}</td>',
-        f'<td class="num" data-sort="{c.p50!r}">{c.p50:.3f} ms<div>{source}</div></td>',        f"<td>{_e(c.precision)}</td>",
-        f'<td class="num" data-sort="{c.sparsity!r}">{100 * c.sparsity:.0f}%{kind}</td>',
-        f'<td data-sort="{int(c.name in m.pareto)}" class="mark-pareto">'
-        f'{"◆" if c.name in m.pareto else ""}</td>',
-        f'<td data-sort="{int(c.name == m.recommended)}" class="mark-rec">'
-        f'{"★" if c.name == m.recommended else ""}</td>',
-        f'<td class="recipe">{_recipe_cell(c.recipe)}</td>',
+        _cell(c.name), _cell(c.family),
+        _num(t["metric"], "metric", c.value, t["metric_ci"]),
+        _num(t["drop"], "drop", c.metric_drop, t["drop_ci"]),
+        _num(t["size"], "size", row.size_bytes, row.size_form),
     ]
-    return f'<tr class="{cls}">{"".join(cells)}</tr>'
+    if view.key == "host":
+        packed = c.size_encoded_bytes if (c.notes or {}).get("packed_artifact") else None
+        cells.append(_num(fmt_bytes(packed), "packed", packed or 0))
+    cells.append(_num(t["latency"], "latency", row.latency_ms, t["source"]))
+    if view.key == "device":
+        cells += [_num(t["energy"], "energy", row.energy_mj or 0.0),
+                  _cell("yes" if row.fits else "no")]
+    else:
+        cells.append(_cell(c.runtime, cls="sim" if c.runtime == "simulated" else ""))
+    kind = c.sparsity_kind if c.sparsity_kind != "none" else ""
+    cells += [_cell(c.precision),
+              _num(f"{100 * c.sparsity:.0f}%", "sparsity", c.sparsity, kind),
+              _cell("◆" if row.pareto else "", sort=int(row.pareto), cls="mark-pareto"),
+              _cell("★" if row.recommended else "", sort=int(row.recommended), cls="mark-rec")]
+    if view.key == "host":
+        cells.append(_cell(" → ".join(recipe_steps(c.recipe)) or "(unchanged)", cls="recipe"))
+    return cells
 
 
-def _candidates_table(run: RunRecord) -> str:
-    name, unit, higher = metric_info(run)
-    m = marks(run)
-    heads = ["candidate", "family", f"{name} {'↑' if higher else '↓'}", "drop", "file", "stored",
-             "p50 (source)", "precision", "sparsity", "pareto", "rec", "recipe"]
-    numeric = {2, 3, 4, 5, 6, 8}
-    head = "".join(f'<th class="{"num" if i in numeric else ""}">{_e(h)}</th>'
-                   for i, h in enumerate(heads))
-    rows = "".join(_candidate_row(c, run, m) for c in run.all_candidates())
-    return (
-        '<section id="candidates"><h2>Every candidate</h2>'
-        '<p class="muted">Click a column header to sort. ◆ on the Pareto front (metric, stored '
-        "size, p50 latency) · ★ recommended · drop in points against the baseline "
-        "(positive = worse) · simulated: no runtime kernel, figures from a simulation.</p>"
-        f'<div class="scroll"><table class="sortable" id="candidates-table"><thead><tr>{head}'
-        f"</tr></thead><tbody>{rows}</tbody></table></div></section>"
-    )
+def _heads(view: View, run: RunRecord) -> list[tuple[str, bool]]:
+    name, _, higher = metric_info(run)
+    heads = [("candidate", False), ("family", False),
+             (f"{name} {'↑' if higher else '↓'} [95 % CI]", True), ("drop [95 % CI]", True),
+             (f"{view.size_label}", True)]
+    if view.key == "host":
+        heads.append(("packed file (.eskp)", True))
+    heads.append((view.latency_label, True))
+    heads += ([("energy (estimate)", True), ("fits memory", False)] if view.key == "device"
+              else [("runtime", False)])
+    heads += [("precision", False), ("sparsity", True), ("pareto", False), ("rec", False)]
+    return heads + ([("recipe", False)] if view.key == "host" else [])
 
 
-def _failed_section(run: RunRecord) -> str:
-    if not run.failed:
-        return ""
-    items = "".join(f"<li><b>{_e(f['name'])}</b>: {_e(f['error'])}</li>" for f in run.failed)
-    return ('<section id="failed"><h2>Not built on this model</h2><p class="muted">These '
-            f"candidates' methods cannot handle this model; the study went on.</p><ul>{items}</ul>"
-            "</section>")
+def _card(label: str, row: Row, view: View, unit: str, cls: str = "") -> dict[str, Any]:
+    t = row.text(unit)
+    items = [("size", t["size"], row.size_form), ("latency", t["latency"], t["source"])]
+    if t["energy"]:
+        items.append(("energy", t["energy"], "per inference (estimate)"))
+    items.append(("metric", t["metric"], t["metric_ci"]))
+    if row.rec.family != "baseline":
+        items.append(("drop", t["drop"], f"{t['drop_ci']} points".strip()))
+    return {"label": label, "value": row.name, "items": items, "cls": cls,
+            "candidate": row.name, "view": view.key}
 
 
-def _device_section(run: RunRecord) -> str:
-    if not run.device and not run.constraints:
-        return ""
-    device = _kv_table(run.device) if run.device else '<p class="muted">No device profile.</p>'
-    cons = (_kv_table(run.constraints) if run.constraints
-            else '<p class="muted">No constraints given.</p>')
-    return (f'<section id="device"><div class="two"><div><h2>Device profile</h2>{device}</div>'
-            f"<div><h2>Constraints</h2>{cons}</div></div></section>")
+def _cards(run: RunRecord, vs: list[View]) -> list[dict[str, Any]]:
+    _, unit, _ = metric_info(run)
+    rec = run.recommendation or {}
+    view = vs[0]
+    where = "on " + rec["device"] if view.key == "device" else "on the study host"
+    cards = []
+    pick = view.row(rec.get("candidate") or "")
+    if pick is not None:
+        cards.append(_card(f"Recommended {where}", pick, view, unit, "rec"))
+    elif rec.get("error"):
+        cards.append({"label": f"Nothing fits {rec.get('device', '')}", "value": "no pick",
+                      "items": [("error", rec["error"], "")], "cls": "fail", "candidate": None})
+    if run.baseline is not None and view.row(run.baseline.name):
+        cards.append(_card(f"Baseline {where}", view.row(run.baseline.name), view, unit))
+    if run.device:
+        cards.append({"label": "Device", "value": run.device.get("name", ""), "cls": "",
+                      "items": [("device", run.device.get("description", ""), "")],
+                      "candidate": None})
+    front = sum(r.pareto for r in view.rows if r.rec.family != "baseline")
+    cards.append({"label": "Candidates", "value": str(len(run.candidates)), "cls": "",
+                  "items": [("pareto", f"{front} on the Pareto front ({view.key} view)", "")],
+                  "candidate": None})
+    return cards
 
 
-def render_page(run: RunRecord, *, pngs: set[str] | frozenset[str] = frozenset()) -> str:
+def _view_context(run: RunRecord, view: View, plots: dict[str, Plot],
+                  pngs: set[str]) -> dict[str, Any]:
+    _, unit, _ = metric_info(run)
+    mine = [p for k, p in plots.items() if k.startswith(view.key + "_")]
+    rows = [{"name": r.name, "cells": _row_cells(r, view, unit),
+             "cls": "recommended" if r.recommended else (
+                 "baseline" if r.rec.family == "baseline" else "")} for r in view.rows]
+    return {"key": view.key, "title": view.title, "note": VIEW_NOTES[view.key],
+            "heads": _heads(view, run), "rows": rows,
+            "plots": [_plot_context(p, pngs) for p in mine]}
+
+
+def _plot_context(p: Plot, pngs: set[str]) -> dict[str, Any]:
+    from markupsafe import Markup
+
+    png = f"{p.key}.png" if f"{p.key}.png" in pngs else ""
+    # the SVG is ours: matplotlib escapes its text, plots.py escapes titles and data-*
+    return {"key": p.key, "svg": Markup(p.svg), "caption": p.caption, "png": png}
+
+
+def render_page(run: RunRecord, *, plots: dict[str, Plot] | None = None,
+                pngs: set[str] | frozenset[str] = frozenset()) -> str:
     """The whole report page as one HTML string (``pngs``: PNG file names beside it)."""
     name, unit, _ = metric_info(run)
-    trade, heat = trade_off_specs(run), heatmap_specs(run)
-    sens = ""
-    if heat:
-        sens = ('<section id="sensitivity"><h2>Per-layer sensitivity</h2>'
-                f'<div class="plots">{_plot_divs(heat, pngs)}</div></section>')
-    machine = ""
-    if run.machine:
-        machine = (f'<section id="machine"><details><summary><b>Measured on</b></summary>'
-                   f"{_kv_table(run.machine)}</details></section>")
+    plots = render_plots(run) if plots is None else plots
+    vs = views(run) if run.all_candidates() else []
     sub = f"{run.task} · metric: {name} ({unit})" + (f" · {run.created}" if run.created else "")
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>edgeshrink report: {_e(run.task)}</title>
-<script>{assets.ERROR_TRAP}</script>
-<style>{assets.CSS}</style></head>
-<body>
-<header><h1>edgeshrink report</h1><div class="sub">{_e(sub)}</div></header>
-<main>
-<div id="report-errors" class="errors" hidden></div>
-{_cards(run)}
-{_recommendation(run)}
-<section id="trade-off"><h2>Trade-off</h2><div class="plots">{_plot_divs(trade, pngs)}</div></section>
-{sens}
-{_candidates_table(run)}
-{_failed_section(run)}
-{_device_section(run)}
-{machine}
-</main>
-<footer>edgeshrink {_e(__version__)} · built from results.json · opens offline</footer>
-<script>{_plotly_js()}</script>
-<script>{assets.RENDER}</script>
-<script>{assets.SORT}</script>
-</body></html>
-"""
+    return _env().get_template("report.html.j2").render(
+        run=run, rec=run.recommendation or {}, sub=sub, assets=assets, version=__version__,
+        cards=_cards(run, vs) if vs else [], fmt=fmt_value,
+        views=[_view_context(run, v, plots, set(pngs)) for v in vs],
+        heat=[_plot_context(p, set(pngs)) for k, p in plots.items()
+              if k.startswith("sensitivity_")])
 
 
 def write_report(run_dir: Path | str) -> Path:
     """Write ``RUN/report.html`` and the plots as PNGs beside it; return the page's path.
 
-    Args:
-        run_dir: the study's folder (the one holding ``results.json``).
+    Every file is written to a temporary name and renamed, so a reader never sees half a
+    page; the commands that change a run (``study``, ``recommend``) call this.
 
     Raises:
         UserError: the folder or its results.json is missing or unreadable.
-
-    Example:
-        >>> write_report("runs/demo")  # doctest: +SKIP
-        PosixPath('runs/demo/report.html')
     """
     run_dir = Path(run_dir)
     run = load_run(run_dir)
     out_dir = run_dir if run_dir.is_dir() else run_dir.parent
-    pngs = {p.name for p in write_pngs(run, out_dir)}
+    plots = render_plots(run)
+    for stale in ("metric_vs_size.png", "metric_vs_latency.png"):  # before one plotting path
+        (out_dir / stale).unlink(missing_ok=True)
+    for key, plot in plots.items():
+        atomic_write_bytes(out_dir / f"{key}.png", plot.png)
     path = out_dir / "report.html"
-    atomic_write_text(path, render_page(run, pngs=pngs))
+    atomic_write_text(path, render_page(run, plots=plots, pngs={f"{k}.png" for k in plots}))
     return path

@@ -10,16 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from edgeshrink.report._common import (
-    FAMILY_COLORS,
-    fmt_bytes,
-    fmt_drop,
-    fmt_metric,
-    latency_source,
-    marks,
-    metric_info,
-)
-from edgeshrink.results import CandidateRecord, RunRecord
+from edgeshrink.report._common import FAMILY_COLORS, metric_info
+from edgeshrink.report.views import Row, View, views
+from edgeshrink.results import RunRecord
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -33,59 +26,50 @@ RECOMMENDED_MARK = "★"
 _RUNTIME = {"onnxruntime": "ORT", "openvino": "OpenVINO", "simulated": "simulated"}
 
 
-def _latency(c: CandidateRecord) -> str:
-    """p50 in ms; a source other than this machine's measurement is named after it."""
-    source = latency_source(c)
-    return f"{c.p50:.3g}" + ("" if source == "measured" else f" ({source})")
-
-
-def _row(c: CandidateRecord, unit: str, pareto: frozenset[str], recommended: str | None):
+def _row(r: Row, view: View, unit: str, narrow: bool) -> list:
+    """Wide: every column with intervals and sources; narrow: the figures alone."""
     from rich.text import Text
 
-    color = FAMILY_COLORS.get(c.family, "white")
-    simulated = c.runtime == "simulated"
-    return [
-        Text(c.name, style="bold" if c.name == recommended else ""),  # Text: no markup
-        Text(c.family[:5] if c.family == "quantization" else c.family, style=color),
-        fmt_metric(c.value, unit),
-        "-" if c.family == "baseline" else fmt_drop(c.metric_drop),
-        fmt_bytes(c.size_bytes),
-        fmt_bytes(c.stored_bytes),
-        _latency(c),
-        Text(_RUNTIME.get(c.runtime, c.runtime), style="yellow" if simulated else ""),
-        PARETO_MARK if c.name in pareto else "",
-        Text(RECOMMENDED_MARK, style="bold green") if c.name == recommended else "",
-    ]
+    c, t = r.rec, r.text(unit)
+    short = {"estimate": "est.", "measured": "meas."}.get(t["source"], t["source"])
+    wide = {
+        "family": Text(c.family[:5] if c.family == "quantization" else c.family,
+                       style=FAMILY_COLORS.get(c.family, "white")),
+        "metric": f"{t['metric']} {t['metric_ci']}".strip(),
+        "drop": f"{t['drop']} {t['drop_ci']}".strip(),
+        "size": f"{t['size']} ({r.size_form})" if view.key == "device" else t["size"],
+        "latency": f"{t['latency']} ({t['source']})",
+        "extra": t["energy"] if view.key == "device" else Text(
+            _RUNTIME.get(c.runtime, c.runtime), style="yellow" if c.runtime == "simulated" else ""),
+    }
+    if narrow:
+        wide = {"metric": t["metric"], "drop": t["drop"], "size": t["size"],
+                "latency": f"{t['latency']} {short}"}
+    return [Text(c.name, style="bold" if r.recommended else ""), *wide.values(),
+            PARETO_MARK if r.pareto else "",
+            Text(RECOMMENDED_MARK, style="bold green") if r.recommended else ""]
 
 
-def _table(run: RunRecord, width: int = 200):
+def _table(run: RunRecord, view: View, width: int = 200):
     from rich.table import Table
 
     name, unit, higher = metric_info(run)
-    m = marks(run)
-    table = Table(title=f"{run.task}: {len(run.candidates)} candidates", title_justify="left",
-                  padding=(0, 1), collapse_padding=True)
+    narrow = width < 130
+    table = Table(title=f"{run.task}: {len(run.candidates)} candidates, {view.title.lower()}",
+                  title_justify="left", padding=(0, 1), collapse_padding=True)
     widest = max((len(c.name) for c in run.all_candidates()), default=9)
-    table.add_column("candidate", min_width=min(widest, 26 if width >= 110 else 20),
-                     overflow="fold")
-    for header, justify in [
-        ("family", "left"),
-        (f"{name} {'↑' if higher else '↓'}", "right"),
-        ("drop", "right"),
-        ("file", "right"),
-        ("stored", "right"),
-        ("p50 ms", "right"),
-        ("runtime", "left"),
-        (PARETO_MARK, "center"),
-        (RECOMMENDED_MARK, "center"),
-    ]:
+    table.add_column("candidate", min_width=min(widest, 16 if narrow else 26), overflow="fold")
+    ci = "" if narrow else " [95% CI]"
+    heads = [(f"{name} {'↑' if higher else '↓'}{ci}", "right"), (f"drop{ci}", "right"),
+             ("ships" if view.key == "device" else "file", "right"),
+             ("latency" + ("" if narrow else " (source)"), "right")]
+    if not narrow:
+        heads = [("family", "left"), *heads,
+                 ("energy" if view.key == "device" else "runtime", "left")]
+    for header, justify in [*heads, (PARETO_MARK, "center"), (RECOMMENDED_MARK, "center")]:
         table.add_column(header, justify=justify, no_wrap=True)
-    narrow = width < 110  # drop family and raw file size (stored is the honest figure)
-    if narrow:
-        table.columns = [col for i, col in enumerate(table.columns) if i not in (1, 4)]
-    for c in run.all_candidates():
-        row = _row(c, unit, m.pareto, m.recommended)
-        table.add_row(*(v for i, v in enumerate(row) if not (narrow and i in (1, 4))))
+    for r in view.rows:
+        table.add_row(*_row(r, view, unit, narrow))
     return table
 
 
@@ -94,6 +78,11 @@ def _recommendation_lines(run: RunRecord) -> list:
 
     rec = run.recommendation or {}
     lines = []
+    if rec.get("error"):
+        lines.append(Text(f"Nothing fits {rec.get('device', '')}: {rec['error']}", style="bold red"))
+        lines += [Text(f"  nearest on {n['constraint']}: {n['text']}") for n in rec.get("nearest") or []]
+    if rec.get("verdict"):
+        lines.append(Text(rec["verdict"], style="bold"))
     if rec.get("candidate"):
         head = Text(f"{RECOMMENDED_MARK} Recommended: ", style="bold green")
         head.append(str(rec["candidate"]), style="bold")
@@ -120,13 +109,13 @@ def print_summary(run: RunRecord, console: Console) -> None:
     Example:
         >>> print_summary(load_run("runs/demo"), Console())  # doctest: +SKIP
     """
-    console.print(_table(run, console.width))
+    for view in reversed(views(run)):  # host first, the device (what decides) last
+        console.print(_table(run, view, console.width))
     console.print(
-        f"{PARETO_MARK} on the Pareto front (metric, stored size, p50 latency)   "
-        f"{RECOMMENDED_MARK} recommended   stored = deflated or encoded size   "
-        "simulated = no runtime kernel: figures from a simulation",
-        style="dim",
-    )
+        f"{PARETO_MARK} on the Pareto front of that view (metric, size, latency)   "
+        f"{RECOMMENDED_MARK} recommended   sizes in SI units (1 kB = 1000 B)   "
+        "[..] 95% intervals   simulated = no runtime kernel: metric from a simulation",
+        style="dim", markup=False)
     for failed in run.failed:
         console.print(f"not built: {failed['name']}: {failed['error']}", style="yellow",
                       markup=False, highlight=False)

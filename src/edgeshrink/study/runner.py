@@ -17,18 +17,19 @@ import numpy as np
 
 from edgeshrink.errors import UserError
 from edgeshrink.measure.artifact import (
-    encoded_file_size,
     evaluate_outputs,
     onnx_outputs,
     runtime_figures,
     runtime_node_count,
 )
+from edgeshrink.measure.intervals import per_sample_scores, record_intervals
 from edgeshrink.measure.model_stats import (
     count_macs,
     count_params,
     torch_outputs,
     weight_sparsity,
 )
+from edgeshrink.packed import pack_onnx
 from edgeshrink.results import CandidateRecord, RunRecord, pareto_front, save_run
 from edgeshrink.study.machine import machine_info
 from edgeshrink.study.plan import CandidateSpec, family_of, sparsity_kind_of
@@ -57,6 +58,10 @@ def measure_artifact(
         outputs = onnx_outputs(art.path, task.eval)
     values = task.metric.all(outputs, task.eval.targets)
     value = values.pop(task.metric.name)
+    spread = record_intervals(  # per-sample results kept: paired intervals against the baseline
+        run_dir, spec.name, per_sample_scores(task.metric, outputs, task.eval.targets),
+        baseline=None if baseline_value is None else BASELINE,
+        higher_is_better=task.metric.higher_is_better)
     notes = dict(art.notes)
     reference = torch_outputs(art.model, task.eval)
     if reference.ndim == 2 and reference.shape[1] > 1 and task.metric.unit == "%":
@@ -71,15 +76,13 @@ def measure_artifact(
     by_threads, main = figures["by_threads"], str(max(threads))
     macs, act = count_macs(art.model, task.example_inputs())
     sparsity = weight_sparsity(art.model)
-    encoded = art.size_encoded_bytes
-    if encoded is None and sparsity > 0.01:  # zeros only pay off in a sparse storage form
-        encoded = encoded_file_size(art.path)
+    encoded = _packed_size(art, sparsity, run_dir, notes)
     return CandidateRecord(
         name=spec.name,
         recipe=spec.recipe_dicts(),
         family=family_of(spec.recipe),
         metric={"name": task.metric.name, "value": value, "unit": task.metric.unit,
-                "extras": values},
+                "extras": values, **spread},
         metric_drop=0.0 if baseline_value is None else task.metric.drop(baseline_value, value),
         size_bytes=figures["size"],
         size_compressed_bytes=figures["compressed"],
@@ -97,6 +100,18 @@ def measure_artifact(
         artifact=str(Path(figures["path"]).relative_to(run_dir)),
         notes=notes,
     )
+
+
+def _packed_size(art: Artifact, sparsity: float, run_dir: Path, notes: dict) -> int | None:
+    """Bytes of the packed file, written and round-trip checked; a computed size that no
+    file backs (``art.size_encoded_bytes``) is kept as a note only, never as the size."""
+    if art.size_encoded_bytes:
+        notes["bitpacked_bytes_computed"] = int(art.size_encoded_bytes)
+    if art.path.suffix != ".onnx" or not (art.runtime == "simulated" or sparsity > 0.01):
+        return None  # zeros and codebooks only pay off in the packed storage form
+    packed = pack_onnx(art.path)
+    notes["packed_artifact"] = str(packed.relative_to(run_dir))
+    return packed.stat().st_size
 
 
 def _reusable(run: RunRecord, spec: CandidateSpec, run_dir: Path) -> CandidateRecord | None:
@@ -206,7 +221,7 @@ def sensitivity_scan(task: Task) -> dict:
 
 def clean_run_dir(run_dir: Path) -> None:
     """Remove a previous run's results and artifacts (a fresh, non-resumed study)."""
-    for name in ("results.json", "artifacts", "recommended", "report.html"):
+    for name in ("results.json", "artifacts", "recommended", "report.html", "samples"):
         target = run_dir / name
         if target.is_dir():
             shutil.rmtree(target)
