@@ -15,6 +15,7 @@ from pathlib import Path
 
 import typer
 
+from edgeshrink.commands._model import DEFAULT_TASK, load_source_task, model_options
 from edgeshrink.commands._recipe import family_kinds, parse_sets
 
 __all__ = ["register"]
@@ -77,8 +78,9 @@ def _facts(model) -> tuple[int, int, float]:
     return count_params(model), zeros, weight_sparsity(model)
 
 
+@model_options
 def prune(
-    task: str = typer.Option("zoo:lenet5-mnist", help="zoo:NAME or path/to/file.py:function"),
+    task: str = typer.Option(DEFAULT_TASK, help="zoo:NAME or path/to/file.py:function"),
     method: str = typer.Option(None, help="Pruning kind, e.g. unstructured, nm, wanda, "
                                "sparsegpt, iterative, gradual, sensitivity, structured."),
     sparsity: float = typer.Option(None, help="Fraction removed, in [0, 1) (weights; channels "
@@ -88,6 +90,7 @@ def prune(
     distill: float = typer.Option(0.0, help="Distillation weight of that retraining (0..1)."),
     recipe: Path = typer.Option(None, help="YAML list of transform configs instead of --method."),
     out: Path = typer.Option(..., help="Where to write the ONNX file (a .pt goes beside it)."),
+    source=None,
 ) -> None:
     """Prune a task's model once; print parameters, sparsity and metric before -> after."""
     import io
@@ -99,15 +102,16 @@ def prune(
     from edgeshrink.errors import UserError
     from edgeshrink.measure.artifact import onnx_outputs
     from edgeshrink.results import atomic_write_bytes
-    from edgeshrink.task import load_task
     from edgeshrink.transforms import TransformContext, apply_recipe
 
     if out.suffix != ".onnx":
         raise UserError(f"--out must name an .onnx file, got {out}.")
     steps = build_recipe(method, sparsity, set_, finetune_epochs, distill, recipe)
     console = Console(stderr=True)
-    with console.status(f"loading {task}"):
-        the_task = load_task(task)
+    with console.status(f"loading {source.model or task}"):
+        the_task = load_source_task(task, source)
+    if source.model is not None:
+        console.print(the_task.description, highlight=False)
     before = (*_facts(the_task.model), _torch_metric(the_task.model, the_task))
     with tempfile.TemporaryDirectory() as tmp, console.status("pruning"):
         ctx = TransformContext(task=the_task, workdir=Path(tmp), name=out.stem,

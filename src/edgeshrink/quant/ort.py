@@ -138,6 +138,8 @@ def _fp32_export(model: nn.Module, ctx: TransformContext, workdir: Path) -> Path
 
     from edgeshrink.export import _verify
 
+    if hasattr(model, "write_onnx"):  # a user's ONNX model: quantize the graph as it is
+        return _pre_process(model.write_onnx(workdir / "fp32.onnx"), workdir)
     model = copy.deepcopy(model).eval()
     names = tuple(ctx.task.input_names)
     axes = {name: {0: "batch"} for name in names}
@@ -151,6 +153,10 @@ def _fp32_export(model: nn.Module, ctx: TransformContext, workdir: Path) -> Path
                           output_names=["output"], dynamic_axes=axes, opset_version=OPSET,
                           dynamo=False)  # fmt: skip
     _verify(model, ctx.task.example_inputs(), path, 1e-4)
+    return _pre_process(path, workdir)
+
+
+def _pre_process(path: Path, workdir: Path) -> Path:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     pre = workdir / "pre.onnx"
