@@ -49,7 +49,7 @@ def default_plan_name(task, plan: str | None) -> str | None:
 def announce(task, plan: str | None, console) -> str | None:
     """Print how the data was split, and return the plan to use (see
     :func:`default_plan_name`)."""
-    console.print(task.description, highlight=False)
+    console.print(task.description, highlight=False, soft_wrap=True)
     chosen = default_plan_name(task, plan)
     if chosen != plan:
         console.print(f"plan: {chosen} (every quantization technique; an ONNX model cannot "

@@ -160,7 +160,42 @@ def save_exported(model: nn.Module, example_inputs: tuple[torch.Tensor, ...], pa
         batch = torch.export.Dim("batch")
         dims = tuple({0: batch} for _ in example_inputs)
     x = tuple(t.repeat(2, *[1] * (t.dim() - 1)) for t in example_inputs)  # batch 1 specialises
-    prog = torch.export.export(model.eval(), x, dynamic_shapes=dims)
+    try:
+        prog = torch.export.export(model.eval(), x, dynamic_shapes=dims)
+    except Exception as exc:  # e.g. data-dependent control flow that export cannot capture
+        from edgeshrink.errors import UserError
+
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise UserError(f"torch.export cannot capture the pruned model for {path} "
+                        f"({first}).") from None
     buf = io.BytesIO()
     torch.export.save(prog, buf)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def save_pruned(model: nn.Module, original: nn.Module, example_inputs, onnx_path
+                ) -> list:
+    """The PyTorch files ``edgeshrink prune`` writes beside ``onnx_path``: always a ``.pt2``
+    (``torch.export``; it loads without the model's class), and a ``.pt`` state dict only
+    where every tensor kept its shape, so that it still loads into the user's class."""
+    import io
+    from pathlib import Path
+
+    from edgeshrink.results import atomic_write_bytes
+
+    onnx_path = Path(onnx_path)
+    written = []
+    pt2 = onnx_path.with_suffix(".pt2")
+    save_exported(model, example_inputs, pt2)
+    written.append(pt2)
+    before = {k: tuple(v.shape) for k, v in original.state_dict().items()}
+    after = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    pt = onnx_path.with_suffix(".pt")
+    if before == after:
+        buf = io.BytesIO()
+        torch.save(model.state_dict(), buf)
+        atomic_write_bytes(pt, buf.getvalue())
+        written.append(pt)
+    elif pt.exists():
+        pt.unlink()  # a previous run's state dict would no longer describe this model
+    return written

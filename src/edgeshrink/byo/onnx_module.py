@@ -65,7 +65,6 @@ class OnnxModule(nn.Module):
 
     def session(self):
         if self._session is None:
-
             self._session = ort_session_from_bytes(self._bytes)
         return self._session
 

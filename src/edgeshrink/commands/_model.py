@@ -15,7 +15,7 @@ from pathlib import Path
 
 import typer
 
-__all__ = ["ModelSource", "model_options", "load_source_task", "DEFAULT_TASK"]
+__all__ = ["ModelSource", "model_options", "load_source_task", "say_split", "DEFAULT_TASK"]
 
 DEFAULT_TASK = "zoo:lenet5-mnist"
 
@@ -125,3 +125,14 @@ def load_source_task(task: str, source: ModelSource):
                        std=_floats("--std", source.std), label_column=source.label_column)
     return byo_task(source.model, source.data, arch=source.arch, metric=source.metric,
                     data_opts=opts)
+
+
+def say_split(task, source: ModelSource, steps, console) -> None:
+    """For ``--model``: refuse steps the model kind cannot take, then say how the data was
+    split (before any work, so that a refusal is the only line printed)."""
+    if source.model is None:
+        return
+    from edgeshrink.byo.applicable import check_applicable
+
+    check_applicable(steps, task.model)
+    console.print(task.description, highlight=False, soft_wrap=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import typer
 
-from edgeshrink.commands._model import DEFAULT_TASK, load_source_task, model_options
+from edgeshrink.commands._model import DEFAULT_TASK, load_source_task, model_options, say_split
 from edgeshrink.commands._recipe import family_kinds, parse_sets
 
 __all__ = ["register"]
@@ -72,8 +72,7 @@ def quantize(
     console = Console(stderr=True)
     with console.status(f"loading {source.model or task}"):
         the_task = load_source_task(task, source)
-    if source.model is not None:
-        console.print(the_task.description, highlight=False)
+    say_split(the_task, source, steps, console)
     with tempfile.TemporaryDirectory() as tmp, console.status("quantizing"):
         fp32 = export_onnx(the_task.model, the_task.example_inputs(), Path(tmp) / "fp32.onnx",
                            input_names=the_task.input_names, dynamic_axes=the_task.dynamic_axes)
