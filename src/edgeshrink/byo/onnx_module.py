@@ -63,6 +63,31 @@ class OnnxModule(nn.Module):
         atomic_write_bytes(path, self._bytes)
         return Path(path)
 
+    def graph_macs(self) -> tuple[int, int]:
+        """(MACs, activation elements) of one sample, from the graph's inferred shapes:
+        Conv, Gemm and MatMul count; an op whose shapes stay unknown counts nothing."""
+        proto = self.proto()
+        for v in proto.graph.input:
+            dims = v.type.tensor_type.shape.dim
+            if dims and not dims[0].HasField("dim_value"):
+                dims[0].dim_value = 1
+        try:
+            proto = onnx.shape_inference.infer_shapes(proto)
+        except Exception:  # a graph shape inference cannot follow: no estimate
+            return 0, 0
+        g = proto.graph
+        shapes = {t.name: list(t.dims) for t in g.initializer}
+        for vi in list(g.value_info) + list(g.output) + list(g.input):
+            shapes[vi.name] = [d.dim_value for d in vi.type.tensor_type.shape.dim]
+        macs = elems = 0
+        for node in g.node:
+            out = shapes.get(node.output[0], [])
+            if not out or 0 in out:
+                continue
+            elems += int(np.prod(out))
+            macs += int(np.prod(out)) * _reduction(node, shapes)
+        return macs, elems
+
     def session(self):
         if self._session is None:
             self._session = ort_session_from_bytes(self._bytes)
@@ -87,6 +112,21 @@ def ort_session_from_bytes(data: bytes, threads: int = 2):
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
     return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+
+
+def _reduction(node, shapes: dict) -> int:
+    """Multiply-accumulates per output element of a Conv / Gemm / MatMul node (else 0)."""
+    w = shapes.get(node.input[1], []) if len(node.input) > 1 else []
+    if not w or 0 in w:
+        return 0
+    if node.op_type == "Conv":
+        return int(np.prod(w[1:]))
+    if node.op_type == "Gemm":
+        trans_b = any(a.name == "transB" and a.i for a in node.attribute)
+        return int(w[1] if trans_b else w[0])
+    if node.op_type == "MatMul":
+        return int(w[-2]) if len(w) >= 2 else int(w[0])
+    return 0
 
 
 def _graph_inputs(proto: onnx.ModelProto) -> list[str]:

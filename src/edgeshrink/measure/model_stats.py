@@ -41,6 +41,9 @@ def count_macs(model: nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> tu
     """
     from torch.utils.flop_counter import FlopCounterMode
 
+    if hasattr(model, "graph_macs"):  # a user's ONNX model runs outside PyTorch
+        return model.graph_macs()
+
     elems = 0
 
     def hook(_m, _inp, out):

@@ -87,6 +87,9 @@ def test_onnx_fixed_batch_is_made_dynamic_and_runs_in_ort(net, tmp_path):
     assert kind == "onnx" and model_kind(model) == "onnx"
     np.testing.assert_allclose(model(X).numpy(), net(X).detach().numpy(), atol=1e-5)
     assert sum(p.numel() for p in model.parameters()) == 4 * 9 + 4 + 144 * 3 + 3  # BN folded
+    from edgeshrink.measure.model_stats import count_macs
+
+    assert count_macs(model, (X[:1],))[0] == 4 * 36 * 9 + 144 * 3 == count_macs(net, (X[:1],))[0]
     (tmp_path / "bad.onnx").write_bytes(b"not a model")
     with pytest.raises(UserError, match="is not a valid ONNX model"):
         load_model(tmp_path / "bad.onnx")
