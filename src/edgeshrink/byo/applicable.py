@@ -20,8 +20,9 @@ __all__ = ["NotApplicable", "check_applicable", "ONNX_KINDS", "reason"]
 # Techniques that start from the model's ONNX graph (quant/ort.py, quant/int4.py):
 # they work on a user's .onnx file as it is.
 ONNX_KINDS = frozenset({"int8_static", "int8_dynamic", "fp16", "int4_weight_only"})
-# TorchScript exports to ONNX and trains, but its layers are not nn.Linear/nn.Conv modules.
-TORCHSCRIPT_KINDS = ONNX_KINDS | {"finetune"}
+# TorchScript exports to ONNX, but its layers are compiled code, not nn.Linear/nn.Conv
+# modules, and a copy of it cannot be trained (torch.optim: "can't optimize a non-leaf Tensor").
+TORCHSCRIPT_KINDS = ONNX_KINDS
 
 
 class NotApplicable(UserError):
@@ -35,9 +36,9 @@ def reason(kind: str, model_kind: str) -> str | None:
                 "model has no PyTorch layers; give the model as a torch.export .pt2 or a "
                 "state dict with --arch to use it.")
     if model_kind == "torchscript" and kind not in TORCHSCRIPT_KINDS:
-        return (f"not applicable: {kind} edits nn.Linear/nn.Conv modules, which a TorchScript "
-                "model hides in compiled code (it would change nothing); give the model as a "
-                "torch.export .pt2 or a state dict with --arch to use it.")
+        return (f"not applicable: {kind} needs the model's nn.Linear/nn.Conv modules, which a "
+                "TorchScript model hides in compiled code (pruning it would change nothing); "
+                "give the model as a torch.export .pt2 or a state dict with --arch to use it.")
     return None
 
 
