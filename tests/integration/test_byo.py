@@ -150,3 +150,65 @@ def test_whole_pickled_module_is_refused_with_the_reason(files, tmp_path, capsys
                       "--out", str(tmp_path / "run")], capsys)
     _assert_refused(code, err, "unpickling runs arbitrary code", "state_dict()", "--arch")
     assert not (tmp_path / "run").exists()
+
+
+def test_image_folder_that_fits_scores_like_the_npz(files, tmp_path):
+    from PIL import Image
+
+    from edgeshrink.byo.build import byo_task
+    from edgeshrink.measure.model_stats import torch_outputs
+
+    x, y = digits()
+    for i in range(0, len(y), 3):  # a third of the digits as 8x8 grey PNGs, by class
+        (tmp_path / str(y[i])).mkdir(exist_ok=True)
+        Image.fromarray(np.round(x[i, 0] * 255).astype(np.uint8)).save(tmp_path / f"{y[i]}/{i}.png")
+    task = byo_task(files["onnx"], tmp_path)
+    assert task.eval.inputs[0].shape[1:] == (1, 8, 8) and len(task.eval) == 180
+    assert task.metric(torch_outputs(task.model, task.eval), task.eval.targets) > 80.0
+
+
+REGRESSOR = """
+from torch import nn
+
+
+def make():
+    return nn.Sequential(nn.Linear(3, 16), nn.ReLU(), nn.Linear(16, 1))
+"""
+
+
+def test_regression_csv_study_fine_tunes_with_mse(tmp_path, capsys):
+    """A state dict + arch regression model on a CSV: the metric is MSE against the target
+    column, and pruning's fine-tuning minimises MSE (the task's loss), recovering accuracy."""
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(600, 3)).astype(np.float32)
+    target = np.sin(feats[:, 0]) + feats[:, 1] * feats[:, 2]
+    rows = ["a,b,c,target"] + [",".join(f"{v:.6f}" for v in (*f, t))
+                               for f, t in zip(feats, target, strict=True)]
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "reg.py").write_text(REGRESSOR)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
+    opt = torch.optim.Adam(model.parameters(), 1e-2)
+    xt, yt = torch.from_numpy(feats), torch.from_numpy(target[:, None].astype(np.float32))
+    for _ in range(300):
+        loss = torch.nn.functional.mse_loss(model(xt), yt)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    (tmp_path / "plan.yaml").write_text(
+        "prune-70:\n  - {kind: unstructured, sparsity: 0.7}\n"
+        "prune-70-ft:\n  - {kind: unstructured, sparsity: 0.7}\n  - {kind: finetune, epochs: 30}\n")
+    out = tmp_path / "run"
+    code, err = _run(["study", "--model", str(tmp_path / "w.pt"), "--arch",
+                      f"{tmp_path / 'reg.py'}:make", "--data", str(tmp_path / "t.csv"),
+                      "--plan", str(tmp_path / "plan.yaml"), "--threads", "1", "--out", str(out)],
+                     capsys)
+    assert code == 0, err
+    assert "numeric labels" in err and "metric mse against the labels" in err
+    run = json.loads((out / "results.json").read_text())
+    assert run["metric"] == {"name": "mse", "unit": "", "higher_is_better": False}
+    base = run["baseline"]["metric"]["value"]
+    cands = {c["name"]: c["metric"]["value"] for c in run["candidates"]}
+    assert base < 0.2 and cands["prune-70"] > base
+    assert cands["prune-70-ft"] < cands["prune-70"]  # fine-tuned on MSE, not cross-entropy
