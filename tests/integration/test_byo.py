@@ -57,6 +57,7 @@ def test_study_completes_on_each_model_file(kind, files, tmp_path, capsys):
     assert code == 0, err
     assert "eval 539 (stratified, seed 0), train 1,258, calibration 256" in err
     run = json.loads((out / "results.json").read_text())
+    assert "eval 539 (stratified, seed 0), train 1,258, calibration 256" in run["description"]
     base = run["baseline"]["metric"]["value"]
     assert base > 80.0  # the trained net, evaluated on its held-out 30 %
     cands = {c["name"]: c for c in run["candidates"]}

@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import warnings
 
 import torch
 from torch import fx, nn
@@ -24,6 +25,10 @@ from torch import fx, nn
 __all__ = ["editable_module", "is_exported_module", "save_exported"]
 
 _aten = torch.ops.aten
+# Copying the graph's pytree in/out specs (every candidate works on a deep copy) makes torch
+# 2.13 warn about its own LeafSpec check once per copy: noise in every study's output.
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                        category=FutureWarning)
 
 
 def is_exported_module(model: object) -> bool:
