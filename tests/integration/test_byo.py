@@ -213,3 +213,10 @@ def test_regression_csv_study_fine_tunes_with_mse(tmp_path, capsys):
     cands = {c["name"]: c["metric"]["value"] for c in run["candidates"]}
     assert base < 0.2 and cands["prune-70"] > base
     assert cands["prune-70-ft"] < cands["prune-70"]  # fine-tuned on MSE, not cross-entropy
+
+
+def test_sensitivity_scan_on_an_onnx_model_is_refused(files, tmp_path, capsys):
+    code, err = _run(["study", "--model", str(files["onnx"]), "--data", str(files["npz"]),
+                      "--sensitivity", "--out", str(tmp_path / "run")], capsys)
+    _assert_refused(code, err, "--sensitivity prunes and quantizes one PyTorch layer")
+    assert not (tmp_path / "run").exists()

@@ -46,9 +46,19 @@ def default_plan_name(task, plan: str | None) -> str | None:
     return plan
 
 
-def announce(task, plan: str | None, console) -> str | None:
+def announce(task, plan: str | None, console, *, sensitivity: bool = False) -> str | None:
     """Print how the data was split, and return the plan to use (see
-    :func:`default_plan_name`)."""
+    :func:`default_plan_name`); ``--sensitivity`` on a model without PyTorch layers is
+    refused."""
+    from edgeshrink.byo.applicable import NotApplicable
+    from edgeshrink.byo.models import model_kind
+
+    kind = model_kind(task.model)
+    if sensitivity and kind in ("onnx", "torchscript"):
+        raise NotApplicable(f"--sensitivity prunes and quantizes one PyTorch layer at a time, "
+                            f"and a{'n' if kind == 'onnx' else ''} {kind} model has no PyTorch "
+                            "layers to reach; drop --sensitivity or give a .pt2 or a state "
+                            "dict with --arch.")
     console.print(task.description, highlight=False, soft_wrap=True)
     chosen = default_plan_name(task, plan)
     if chosen != plan:

@@ -79,7 +79,7 @@ def study(
     if source.model is not None:
         from edgeshrink.byo import announce
 
-        plan = announce(the_task, plan, console)  # the split, and the plan an ONNX model gets
+        plan = announce(the_task, plan, console, sensitivity=sensitivity)  # the split, and the plan an ONNX model gets
     specs = resolve_plan(plan, the_task, finetune_epochs=finetune_epochs)
     if not resume:
         clean_run_dir(out)
