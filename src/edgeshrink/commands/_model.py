@@ -123,6 +123,7 @@ def load_source_task(task: str, source: ModelSource):
         metric_for(source.metric)  # an unknown name fails before the model is loaded
     opts = DataOptions(input_size=_size(source.input_size), mean=_floats("--mean", source.mean),
                        std=_floats("--std", source.std), label_column=source.label_column)
+    _check_data_options(source)
     return byo_task(source.model, source.data, arch=source.arch, metric=source.metric,
                     data_opts=opts)
 
@@ -136,3 +137,18 @@ def say_split(task, source: ModelSource, steps, console) -> None:
 
     check_applicable(steps, task.model)
     console.print(task.description, highlight=False, soft_wrap=True)
+
+
+def _check_data_options(source: ModelSource) -> None:
+    """Image options apply to an image folder, --label-column to a CSV: never ignored."""
+    from edgeshrink.errors import UserError
+
+    image_opts = [f"--{n.replace('_', '-')}" for n in ("input_size", "mean", "std")
+                  if getattr(source, n) is not None]
+    if image_opts and not source.data.is_dir():
+        verb = "applies" if len(image_opts) == 1 else "apply"
+        raise UserError(f"{', '.join(image_opts)} {verb} to a folder of images; {source.data} "
+                        "is not one (reshape an .npz or .csv before saving it).")
+    if source.label_column is not None and source.data.suffix != ".csv":
+        raise UserError(f"--label-column applies to a .csv; {source.data} is not one "
+                        "(an .npz keeps its labels under 'y').")
