@@ -79,7 +79,8 @@ def study(
     if source.model is not None:
         from edgeshrink.byo import announce
 
-        plan = announce(the_task, plan, console, sensitivity=sensitivity)  # the split, and the plan an ONNX model gets
+        # say the split; refuse --sensitivity on ONNX/TorchScript; an ONNX model's plan
+        plan = announce(the_task, plan, console, sensitivity=sensitivity)
     specs = resolve_plan(plan, the_task, finetune_epochs=finetune_epochs)
     if not resume:
         clean_run_dir(out)
