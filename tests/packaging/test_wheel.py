@@ -17,9 +17,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
+    from importlib.metadata import version
+
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps",
-                    "--no-build-isolation", "-q", "-w", str(out)], check=True, timeout=300)
+    # pyproject's SPDX `license` needs setuptools >= 77; an older one (a fresh 3.11 venv has
+    # 65.5) builds in pip's isolated environment instead, fetching a new setuptools.
+    major = int(version("setuptools").split(".")[0])
+    isolation = ["--no-build-isolation"] if major >= 77 else []
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", *isolation,
+                    "-q", "-w", str(out)], check=True, timeout=300)
     (path,) = out.glob("edgeshrink-*.whl")
     return path
 
