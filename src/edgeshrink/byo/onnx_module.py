@@ -88,6 +88,22 @@ class OnnxModule(nn.Module):
             macs += int(np.prod(out)) * _reduction(node, shapes)
         return macs, elems
 
+    def matmul_dominated(self, group_size: int = 32) -> bool:
+        """As :func:`edgeshrink.quant.ort.matmul_dominated`, from the graph: constant
+        MatMul/Gemm weights hold most parameters and every reduction size divides by the
+        group (then weight-only INT4 applies)."""
+        g = self.proto().graph
+        inits = {t.name: list(t.dims) for t in g.initializer}
+        total = sum(int(np.prod(d)) for d in inits.values())
+        sizes = []
+        for node in g.node:
+            w = inits.get(node.input[1]) if len(node.input) > 1 else None
+            if node.op_type in ("MatMul", "Gemm") and w and len(w) == 2:
+                trans_b = any(a.name == "transB" and a.i for a in node.attribute)
+                sizes.append((int(np.prod(w)), w[1] if node.op_type == "Gemm" and trans_b else w[0]))
+        return bool(sizes) and sum(n for n, _ in sizes) > total / 2 and all(
+            k % group_size == 0 for _, k in sizes)
+
     def session(self):
         if self._session is None:
             self._session = ort_session_from_bytes(self._bytes)

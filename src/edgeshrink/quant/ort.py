@@ -382,6 +382,8 @@ def _fp16(_cfg: Fp16Config, model: nn.Module, ctx: TransformContext) -> Artifact
 
 def matmul_dominated(model: nn.Module, group_size: int = 32) -> bool:
     """Whether Linear layers hold most weights and all take inputs divisible by the group."""
+    if hasattr(model, "matmul_dominated"):  # a user's ONNX model: read from its graph
+        return model.matmul_dominated(group_size)
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     total = sum(p.numel() for p in model.parameters())
     in_linear = sum(m.weight.numel() for m in linears)

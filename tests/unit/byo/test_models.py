@@ -90,6 +90,10 @@ def test_onnx_fixed_batch_is_made_dynamic_and_runs_in_ort(net, tmp_path):
     from edgeshrink.measure.model_stats import count_macs
 
     assert count_macs(model, (X[:1],))[0] == 4 * 36 * 9 + 144 * 3 == count_macs(net, (X[:1],))[0]
+    from edgeshrink.quant.ort import matmul_dominated  # INT4 candidates: same answer
+
+    assert matmul_dominated(model, 16) and matmul_dominated(net, 16)
+    assert not matmul_dominated(model, 32) and not matmul_dominated(net, 32)  # 144 % 32
     (tmp_path / "bad.onnx").write_bytes(b"not a model")
     with pytest.raises(UserError, match="is not a valid ONNX model"):
         load_model(tmp_path / "bad.onnx")
