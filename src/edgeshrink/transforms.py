@@ -97,9 +97,11 @@ def load_handlers() -> None:
 
 def apply_recipe(recipe: list[Config], ctx: TransformContext) -> Artifact:
     """Apply ``recipe`` to a copy of ``ctx.task.model``; always ends in an :class:`Artifact`."""
+    from edgeshrink.byo.applicable import check_applicable
     from edgeshrink.export import export_onnx
 
     load_handlers()
+    check_applicable(recipe, ctx.task.model)  # refuse, in one sentence, what would do nothing
     model = copy.deepcopy(ctx.task.model)
     ctx.teacher = ctx.teacher or ctx.task.model
     for i, cfg in enumerate(recipe):

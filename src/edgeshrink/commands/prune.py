@@ -1,5 +1,6 @@
 """``edgeshrink prune``: apply one pruning method (any registered config of the pruning
-family) or a recipe to a task's model, write the ONNX artifact and a ``.pt`` state dict.
+family) or a recipe to a task's model; write the ONNX artifact, a ``.pt2`` that loads
+without the model's class, and a ``.pt`` state dict where no tensor changed shape.
 
 Example::
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import typer
 
+from edgeshrink.commands._model import DEFAULT_TASK, load_source_task, model_options, say_split
 from edgeshrink.commands._recipe import family_kinds, parse_sets
 
 __all__ = ["register"]
@@ -77,8 +79,9 @@ def _facts(model) -> tuple[int, int, float]:
     return count_params(model), zeros, weight_sparsity(model)
 
 
+@model_options
 def prune(
-    task: str = typer.Option("zoo:lenet5-mnist", help="zoo:NAME or path/to/file.py:function"),
+    task: str = typer.Option(DEFAULT_TASK, help="zoo:NAME or path/to/file.py:function"),
     method: str = typer.Option(None, help="Pruning kind, e.g. unstructured, nm, wanda, "
                                "sparsegpt, iterative, gradual, sensitivity, structured."),
     sparsity: float = typer.Option(None, help="Fraction removed, in [0, 1) (weights; channels "
@@ -87,42 +90,42 @@ def prune(
     finetune_epochs: int = typer.Option(0, min=0, help="Epochs of retraining after pruning."),
     distill: float = typer.Option(0.0, help="Distillation weight of that retraining (0..1)."),
     recipe: Path = typer.Option(None, help="YAML list of transform configs instead of --method."),
-    out: Path = typer.Option(..., help="Where to write the ONNX file (a .pt goes beside it)."),
+    out: Path = typer.Option(..., help="Where to write the ONNX file (a .pt2 that loads "
+                             "without your class goes beside it, and a .pt state dict when "
+                             "no tensor changed shape)."),
+    source=None,
 ) -> None:
     """Prune a task's model once; print parameters, sparsity and metric before -> after."""
-    import io
     import tempfile
 
-    import torch
     from rich.console import Console
 
+    from edgeshrink.byo.exported import save_pruned
     from edgeshrink.errors import UserError
     from edgeshrink.measure.artifact import onnx_outputs
     from edgeshrink.results import atomic_write_bytes
-    from edgeshrink.task import load_task
     from edgeshrink.transforms import TransformContext, apply_recipe
 
     if out.suffix != ".onnx":
         raise UserError(f"--out must name an .onnx file, got {out}.")
     steps = build_recipe(method, sparsity, set_, finetune_epochs, distill, recipe)
     console = Console(stderr=True)
-    with console.status(f"loading {task}"):
-        the_task = load_task(task)
+    with console.status(f"loading {source.model or task}"):
+        the_task = load_source_task(task, source)
+    say_split(the_task, source, steps, console)
     before = (*_facts(the_task.model), _torch_metric(the_task.model, the_task))
     with tempfile.TemporaryDirectory() as tmp, console.status("pruning"):
         ctx = TransformContext(task=the_task, workdir=Path(tmp), name=out.stem,
                                seed=the_task.seed)
         art = apply_recipe(steps, ctx)
         value = the_task.metric(onnx_outputs(art.path, the_task.eval), the_task.eval.targets)
+        written = save_pruned(art.model, the_task.model, the_task.example_inputs(), out)
         atomic_write_bytes(out, art.path.read_bytes())
-    buf = io.BytesIO()
-    torch.save(art.model.state_dict(), buf)
-    atomic_write_bytes(out.with_suffix(".pt"), buf.getvalue())
     after = (*_facts(art.model), value)
-    _print(Console(), the_task, steps, before, after, out)
+    _print(Console(), the_task, steps, before, after, [out, *written])
 
 
-def _print(console, task, steps, before, after, out: Path) -> None:
+def _print(console, task, steps, before, after, written: list[Path]) -> None:
     from rich.table import Table
 
     unit = task.metric.unit
@@ -133,7 +136,7 @@ def _print(console, task, steps, before, after, out: Path) -> None:
     table.add_row(f"{task.metric.name} ({unit})", f"{before[3]:.2f} (PyTorch)",
                   f"{after[3]:.2f} (ONNX Runtime)")
     console.print(table)
-    console.print(f"wrote {out} and {out.with_suffix('.pt')}")
+    console.print(f"wrote {', '.join(map(str, written))}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import typer
 
+from edgeshrink.commands._model import DEFAULT_TASK, load_source_task, model_options, say_split
 from edgeshrink.commands._recipe import family_kinds, parse_sets
 
 __all__ = ["register"]
@@ -43,13 +44,15 @@ def build_recipe(method: str | None, sets: list[str], recipe_path: Path | None) 
     return recipe
 
 
+@model_options
 def quantize(
-    task: str = typer.Option("zoo:lenet5-mnist", help="zoo:NAME or path/to/file.py:function"),
+    task: str = typer.Option(DEFAULT_TASK, help="zoo:NAME or path/to/file.py:function"),
     method: str = typer.Option(None, help="Quantization kind, e.g. int8_static, int8_dynamic, "
                                "fp16, int4_weight_only, qat, lowbit, kmeans."),
     set_: list[str] = typer.Option([], "--set", help="Config field as key=value (repeatable)."),
     recipe: Path = typer.Option(None, help="YAML list of transform configs instead of --method."),
     out: Path = typer.Option(..., help="Where to write the ONNX file."),
+    source=None,
 ) -> None:
     """Quantize a task's model once; print size and metric of FP32 -> quantized, both in ORT."""
     import tempfile
@@ -61,15 +64,15 @@ def quantize(
     from edgeshrink.export import export_onnx
     from edgeshrink.measure.artifact import evaluate_outputs, file_sizes, onnx_outputs
     from edgeshrink.results import atomic_write_bytes
-    from edgeshrink.task import load_task
     from edgeshrink.transforms import TransformContext, apply_recipe
 
     if out.suffix != ".onnx":
         raise UserError(f"--out must name an .onnx file, got {out}.")
     steps = build_recipe(method, set_, recipe)
     console = Console(stderr=True)
-    with console.status(f"loading {task}"):
-        the_task = load_task(task)
+    with console.status(f"loading {source.model or task}"):
+        the_task = load_source_task(task, source)
+    say_split(the_task, source, steps, console)
     with tempfile.TemporaryDirectory() as tmp, console.status("quantizing"):
         fp32 = export_onnx(the_task.model, the_task.example_inputs(), Path(tmp) / "fp32.onnx",
                            input_names=the_task.input_names, dynamic_axes=the_task.dynamic_axes)

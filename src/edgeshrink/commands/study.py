@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from edgeshrink.commands._model import DEFAULT_TASK, load_source_task, model_options
+
 __all__ = ["register"]
 
 
@@ -21,8 +23,9 @@ def _threads(text: str) -> tuple[int, ...]:
     return values
 
 
+@model_options
 def study(
-    task: str = typer.Option("zoo:lenet5-mnist", help="zoo:NAME or path/to/file.py:function"),
+    task: str = typer.Option(DEFAULT_TASK, help="zoo:NAME or path/to/file.py:function"),
     out: Path = typer.Option(Path("runs/demo"), help="Run folder for results.json and artifacts."),
     plan: str = typer.Option(
         None, help="default, pruning, quantization, pretrained, full, or a YAML file "
@@ -44,6 +47,7 @@ def study(
     bench_json: list[Path] = typer.Option(
         None, help="`edgeshrink bench --json` files measured on the device: their latencies "
         "replace the local ones for the artifacts they cover (repeatable)."),
+    source=None,
 ) -> None:
     """Run the baseline and every candidate, measured on the exported artifact in ONNX Runtime."""
     from rich.console import Console
@@ -55,7 +59,6 @@ def study(
     from edgeshrink.results import load_run
     from edgeshrink.study import resolve_plan, run_study
     from edgeshrink.study.runner import clean_run_dir
-    from edgeshrink.task import load_task
 
     thread_counts = _threads(threads)
     constraints = None
@@ -75,8 +78,13 @@ def study(
     if plan and plan.endswith((".yaml", ".yml")):
         resolve_plan(plan, None)  # a bad plan file fails before the model is loaded
     console = Console(stderr=True)
-    with console.status(f"loading {task} (training it on first use)"):
-        the_task = load_task(task)
+    with console.status(f"loading {source.model or task} (training it on first use)"):
+        the_task = load_source_task(task, source)
+    if source.model is not None:
+        from edgeshrink.byo import announce
+
+        # say the split; refuse --sensitivity on ONNX/TorchScript; an ONNX model's plan
+        plan = announce(the_task, plan, console, sensitivity=sensitivity)
     specs = resolve_plan(plan, the_task, finetune_epochs=finetune_epochs)
     if not resume:
         clean_run_dir(out)

@@ -41,6 +41,9 @@ def count_macs(model: nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> tu
     """
     from torch.utils.flop_counter import FlopCounterMode
 
+    if hasattr(model, "graph_macs"):  # a user's ONNX model runs outside PyTorch
+        return model.graph_macs()
+
     elems = 0
 
     def hook(_m, _inp, out):
@@ -48,7 +51,8 @@ def count_macs(model: nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> tu
         if isinstance(out, torch.Tensor):
             elems += out.numel()
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(hook) for m in model.modules()  # TorchScript takes no hooks
+               if not list(m.children()) and not isinstance(m, torch.jit.ScriptModule)]
     try:
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             model.eval()(*example_inputs)

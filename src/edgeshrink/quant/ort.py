@@ -138,6 +138,8 @@ def _fp32_export(model: nn.Module, ctx: TransformContext, workdir: Path) -> Path
 
     from edgeshrink.export import _verify
 
+    if hasattr(model, "write_onnx"):  # a user's ONNX model: quantize the graph as it is
+        return _pre_process(model.write_onnx(workdir / "fp32.onnx"), workdir)
     model = copy.deepcopy(model).eval()
     names = tuple(ctx.task.input_names)
     axes = {name: {0: "batch"} for name in names}
@@ -151,6 +153,10 @@ def _fp32_export(model: nn.Module, ctx: TransformContext, workdir: Path) -> Path
                           output_names=["output"], dynamic_axes=axes, opset_version=OPSET,
                           dynamo=False)  # fmt: skip
     _verify(model, ctx.task.example_inputs(), path, 1e-4)
+    return _pre_process(path, workdir)
+
+
+def _pre_process(path: Path, workdir: Path) -> Path:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     pre = workdir / "pre.onnx"
@@ -376,6 +382,8 @@ def _fp16(_cfg: Fp16Config, model: nn.Module, ctx: TransformContext) -> Artifact
 
 def matmul_dominated(model: nn.Module, group_size: int = 32) -> bool:
     """Whether Linear layers hold most weights and all take inputs divisible by the group."""
+    if hasattr(model, "matmul_dominated"):  # a user's ONNX model: read from its graph
+        return model.matmul_dominated(group_size)
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     total = sum(p.numel() for p in model.parameters())
     in_linear = sum(m.weight.numel() for m in linears)

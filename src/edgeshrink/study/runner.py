@@ -159,6 +159,7 @@ def run_study(
                 "higher_is_better": task.metric.higher_is_better},
         machine=machine_info(),
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        description=task.description,
     )
     if sensitivity:
         if on_progress:
