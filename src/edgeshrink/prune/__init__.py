@@ -9,6 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from edgeshrink.errors import UserError
+from edgeshrink.prune.layerwise import GroupStructuredConfig, LayerSparsityConfig
 from edgeshrink.prune.nm import NMConfig
 from edgeshrink.prune.obs import SparseGPTConfig, WandaConfig
 from edgeshrink.prune.plans import study_candidates
@@ -29,6 +30,8 @@ __all__ = [
     "SensitivityConfig",
     "StructuredConfig",
     "study_candidates",
+    "GroupStructuredConfig",
+    "LayerSparsityConfig",
 ]
 
 
