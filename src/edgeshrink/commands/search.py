@@ -148,7 +148,7 @@ def _advise(run, settings, cons) -> None:
         write_report(out)
         print_summary(run, Console())
         Console(stderr=True).print(f"error: {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(INFEASIBLE_EXIT) from None
+        raise SystemExit(INFEASIBLE_EXIT) from None  # click would turn typer.Exit into 0
     advise_run(out, settings.device, cons, settings.priority)
     report = write_report(out)
     print_summary(load_run(out), Console())

@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import socket
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -140,10 +141,13 @@ def create_search(settings: SearchSettings, storage, study_name: str, *, task=No
     max_drop = settings.constraints.get("max_drop") or 1.0
     space, scans = build_space(task, profile, max_drop=max_drop, max_epochs=settings.max_epochs)
     design = _initial_design(settings, space, scans, max_drop)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         storage=storage, study_name=study_name, directions=["minimize"] * len(OBJECTIVES),
         sampler=_sampler(settings, len(design)))
-    study.set_metric_names(list(OBJECTIVES))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "experimental"; names the axes in optuna-dashboard
+        study.set_metric_names(list(OBJECTIVES))
     study.set_user_attr(_ATTR, {
         "settings": settings.to_dict(), "space": space.to_dict(), "scans": scans,
         "baseline": base.to_dict(), "created": dt.datetime.now(dt.UTC).isoformat(
@@ -203,8 +207,9 @@ class RecipeFailed(Exception):
 
 
 def _wait_for_turn(study, trial, trials: int, heartbeat: bool) -> None:
-    """Return when fewer than ``trials`` live trials rank before this one; prune it (and stop
-    this worker) once ``trials`` trials are complete."""
+    """Return when fewer than ``trials`` live trials rank before this one. Prune it when a
+    queued trial ranks before it (this worker then runs that one), and prune it and stop
+    this worker once ``trials`` trials are complete."""
     import optuna
     from optuna.trial import TrialState
 
@@ -215,10 +220,12 @@ def _wait_for_turn(study, trial, trials: int, heartbeat: bool) -> None:
         if sum(t.state == TrialState.COMPLETE for t in all_) >= trials:
             study.stop()
             raise optuna.TrialPruned("the search has all its trials")
-        ahead = sum(1 for t in all_ if t.state in live and t.number != trial.number
-                    and trial_key(t) < me)
-        if ahead < trials:
+        before = [t for t in all_ if t.state in live and t.number != trial.number
+                  and trial_key(t) < me]
+        if len(before) < trials:
             return
+        if any(t.state == TrialState.WAITING for t in before):  # a re-queued trial ranks
+            raise optuna.TrialPruned("a re-queued trial goes first")  # first: let it run
         if heartbeat:
             optuna.storages.fail_stale_trials(study)
         time.sleep(_POLL_S)
@@ -265,6 +272,7 @@ class _Worker:
         key = trial_key(self.study._storage.get_trial(trial._trial_id))
         spec = CandidateSpec(f"trial-{key:03d}", recipe_of(self.space, suggest(trial, self.space)))
         trial.set_user_attr("recipe", spec.recipe_dicts())
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         try:
             rec = evaluate_candidate(spec, self.task, _art_dir(s).parent, art_dir=_art_dir(s),
                                      baseline_value=self.baseline, threads=s.threads,
@@ -292,7 +300,6 @@ def work(study, settings: SearchSettings, *, timeout: float | None = None, on_tr
          task=None) -> None:
     """Run trials in this process until the search has ``settings.trials`` complete ones."""
     import optuna
-    from optuna.trial import TrialState
 
     if settings.trials <= _complete(study):
         return
@@ -307,7 +314,6 @@ def work(study, settings: SearchSettings, *, timeout: float | None = None, on_tr
         warnings.simplefilter("ignore")
         study.optimize(objective, n_trials=None, timeout=timeout, callbacks=[stop_when_done],
                        catch=(RecipeFailed,), gc_after_trial=False)
-    del TrialState
 
 
 def _complete(study) -> int:

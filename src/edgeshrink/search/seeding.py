@@ -22,7 +22,7 @@ from edgeshrink.devices import Profile
 from edgeshrink.measure.model_stats import count_macs, torch_outputs
 from edgeshrink.search.space import RATIOS, SPARSITIES, SearchSpace, recipe_of
 
-__all__ = ["build_space", "group_scan", "seeds"]
+__all__ = ["build_space", "group_scan", "seeds", "complete"]
 
 _SCAN_SAMPLES = 500
 
@@ -179,9 +179,24 @@ def _sparsity_seed(space: SearchSpace, scans: dict) -> dict[str, Any]:
             for n, v in per.items()}
 
 
+def complete(space: SearchSpace, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with every dimension it leaves out at its no-change value: an enqueued
+    trial fixes only the parameters it names (the sampler would draw the others)."""
+    full = {f"w:{g}": 0.0 for g in space.groups}
+    full.update({f"s:{n}": 0.0 for n in space.layers})
+    full["precision"] = "fp32"
+    full.update(params)
+    if full["precision"] == "int8":
+        full = {f"q:{n}": True for n in space.quant_layers} | {
+            "calibrator": space.calibrators[0], "bias_correction": False} | full
+    if any(v > 0 for k, v in full.items() if k[:2] in ("w:", "s:")):
+        full.setdefault("epochs", 0)
+    return full
+
+
 def _distinct(space: SearchSpace, points: list[dict]) -> list[dict]:
     seen, out = set(), []
-    for p in points:
+    for p in map(lambda q: complete(space, q), points):
         key = recipe_of(space, p)
         if key not in seen:
             seen.add(key)
