@@ -69,6 +69,9 @@ def search(
     threads: int = typer.Option(1, help="ORT threads the latency is measured at."),
     finetune_epochs: int = typer.Option(3, help="Most fine-tuning epochs a trial may choose."),
     heartbeat: int = typer.Option(10, help="Seconds between heartbeats on a database storage."),
+    int8_only: bool = typer.Option(
+        False, help="Search INT8 choices only (per-layer INT8/FP32, calibrator, bias "
+        "correction), no pruning: NNCF's accuracy-control question."),
 ) -> None:
     """Search per-group widths, per-layer sparsity and precision, calibration and fine-tuning
     for a device budget; every trial is measured on its exported file, as a study candidate."""
@@ -89,7 +92,8 @@ def search(
     settings = SearchSettings(
         task=task, device=device, trials=trials, out=str(out), constraints=cons.to_dict(),
         priority=priority, artifacts_dir=str(artifacts_dir) if artifacts_dir else None,
-        threads=(threads,), sampler=sampler, seed=seed, max_epochs=finetune_epochs)
+        threads=(threads,), sampler=sampler, seed=seed, max_epochs=finetune_epochs,
+        only="int8" if int8_only else None)
     _start(settings, cons, storage, study_name, workers, timeout, heartbeat)
 
 

@@ -66,6 +66,7 @@ class SearchSettings:
     seed: int = 0
     max_epochs: int = 3
     initial: int | None = None  # enqueued random design size (None: about a quarter)
+    only: str | None = None  # "int8": INT8 choices only (no pruning), as NNCF's search
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "threads": list(self.threads)}
@@ -140,6 +141,9 @@ def create_search(settings: SearchSettings, storage, study_name: str, *, task=No
     _note(on_progress, "sensitivity scans")
     max_drop = settings.constraints.get("max_drop") or 1.0
     space, scans = build_space(task, profile, max_drop=max_drop, max_epochs=settings.max_epochs)
+    if settings.only == "int8":
+        space.groups, space.layers, space.precisions, space.epochs = {}, {}, ["int8"], [0]
+        space.notes.append("INT8 choices only (--only int8)")
     design = _initial_design(settings, space, scans, max_drop)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
