@@ -313,7 +313,7 @@ def work(study, settings: SearchSettings, *, timeout: float | None = None, on_tr
         if _complete(study_) >= settings.trials:
             study_.stop()
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed recipes: in results.json
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         study.optimize(objective, n_trials=None, timeout=timeout, callbacks=[stop_when_done],
