@@ -61,6 +61,12 @@ def search_run(task_name: str, budget: tuple, sampler: str, seed: int, work: Pat
         from edgeshrink.advisor import Constraints
         from edgeshrink.search import clean_search_dir
 
+        if os.environ.get("EDGESHRINK_BENCH_PIECE"):  # parallel pieces: claim it, or skip it
+            try:
+                (work / "claims").mkdir(exist_ok=True)
+                (work / "claims" / out.name).mkdir()
+            except FileExistsError:
+                return out
         clean_search_dir(out)
         start = time.perf_counter()
         settings = SearchSettings(
@@ -171,6 +177,7 @@ if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).parent))
     if len(sys.argv) > 1 and sys.argv[1] == "piece":  # parallel workers: piece TASK [plans]
         w = Path(os.environ["EDGESHRINK_BENCH_SEARCH_DIR"])
+        os.environ["EDGESHRINK_BENCH_PIECE"] = "1"
         w.mkdir(parents=True, exist_ok=True)
         import torch
 
@@ -179,11 +186,11 @@ if __name__ == "__main__":
         if "plans" in sys.argv[3:]:
             for p in PLANS:
                 plan_run(t, p, w)
-        if "search" in sys.argv[3:]:
-            for s in SEEDS:
-                for b in BUDGETS:
-                    for sampler in ("tpe", "random"):
-                        search_run(t, b, sampler, s, w)
+        if "search" in sys.argv[3:] or "search-reversed" in sys.argv[3:]:
+            pieces = [(b, sampler, s) for s in SEEDS for b in BUDGETS
+                      for sampler in ("tpe", "random")]  # a second process takes them backwards
+            for b, sampler, s in pieces[::-1] if "search-reversed" in sys.argv[3:] else pieces:
+                search_run(t, b, sampler, s, w)
         print(json.dumps({"done": t}))
         raise SystemExit(0)
     from run import main

@@ -39,7 +39,8 @@ class SearchSpace:
         layers: weight name -> sparsities (empty where the device has no sparse kernels).
         quant_layers: module names that may each stay FP32 inside an INT8 model.
         precisions: ``fp32``, ``int8``, ``fp16``, ``int4``: what ships.
-        calibrators, bias_correction: INT8 calibration choices.
+        calibrators, per_channel, bias_correction: INT8 choices (per-tensor weight scales
+            make a smaller file; per-channel ones keep more accuracy).
         epochs: fine-tuning epochs after pruning (``[0]`` without labelled training data).
         notes: why a dimension was left out or narrowed (device, sensitivity scan).
     """
@@ -49,6 +50,7 @@ class SearchSpace:
     quant_layers: list[str] = field(default_factory=list)
     precisions: list[str] = field(default_factory=lambda: ["fp32"])
     calibrators: list[str] = field(default_factory=lambda: ["minmax"])
+    per_channel: list[bool] = field(default_factory=lambda: [True, False])
     bias_correction: list[bool] = field(default_factory=lambda: [False])
     epochs: list[int] = field(default_factory=lambda: [0])
     notes: list[str] = field(default_factory=list)
@@ -64,7 +66,7 @@ class SearchSpace:
     def size(self) -> float:
         """Number of distinct points (an upper bound: conditional dimensions counted once)."""
         dims = [*self.groups.values(), *self.layers.values(), self.precisions,
-                self.calibrators, self.bias_correction, self.epochs]
+                self.calibrators, self.per_channel, self.bias_correction, self.epochs]
         n = float(np.prod([len(d) for d in dims]))
         return n * 2.0 ** len(self.quant_layers) if "int8" in self.precisions else n
 
@@ -85,6 +87,7 @@ def suggest(trial, space: SearchSpace) -> dict[str, Any]:
         for n in space.quant_layers:
             params[f"q:{n}"] = trial.suggest_categorical(f"q:{n}", [True, False])
         params["calibrator"] = trial.suggest_categorical("calibrator", space.calibrators)
+        params["per_channel"] = trial.suggest_categorical("per_channel", space.per_channel)
         params["bias_correction"] = trial.suggest_categorical("bias_correction",
                                                               space.bias_correction)
     if _pruned(params):
@@ -108,6 +111,7 @@ def random_params(space: SearchSpace, rng: np.random.Generator) -> dict[str, Any
     if params["precision"] == "int8":
         params.update({f"q:{n}": bool(rng.integers(2)) for n in space.quant_layers})
         params["calibrator"] = pick(space.calibrators)
+        params["per_channel"] = pick(space.per_channel)
         params["bias_correction"] = pick(space.bias_correction)
     if _pruned(params):
         params["epochs"] = pick(space.epochs)
@@ -139,6 +143,7 @@ def recipe_of(space: SearchSpace, params: dict[str, Any]) -> tuple[Config, ...]:
         keep = [n for n in space.quant_layers if params.get(f"q:{n}", True) is False]
         recipe.append(StaticInt8Config(
             calibrator=params.get("calibrator", "minmax"),
+            per_channel=bool(params.get("per_channel", True)),
             bias_correction=bool(params.get("bias_correction", False)),
             exclude=tuple(f"^{re.escape(n)}$" for n in keep)))
     elif precision == "fp16":

@@ -75,14 +75,14 @@ def test_every_random_point_is_a_recipe_that_round_trips():
 
 def test_a_point_maps_to_the_configs_it_names():
     params = {"w:0": 0.5, "w:5": 0.0, "s:2.weight": 0.8, "epochs": 2, "precision": "int8",
-              "q:0": False, "q:2": True, "q:5": True, "q:7": True, "calibrator": "mse",
+              "q:0": False, "q:2": True, "q:5": True, "q:7": True, "calibrator": "mse", "per_channel": False,
               "bias_correction": True}
     groups, sparse, ft, q = recipe_of(space(), params)
     assert (groups.layers, groups.ratios) == (("0",), (0.5,))
     assert (sparse.layers, sparse.sparsities) == (("2.weight",), (0.8,))
     assert ft.epochs == 2
-    assert (q.kind, q.calibrator, q.bias_correction, q.exclude) == (
-        "int8_static", "mse", True, (r"^0$",))
+    assert (q.kind, q.calibrator, q.per_channel, q.bias_correction, q.exclude) == (
+        "int8_static", "mse", False, True, (r"^0$",))
     # no pruning: no fine-tuning step, whatever epochs says
     assert [c.kind for c in recipe_of(space(), {"precision": "fp16", "epochs": 2})] == ["fp16"]
 
@@ -90,7 +90,7 @@ def test_a_point_maps_to_the_configs_it_names():
 def test_space_round_trips_through_plain_data():
     s = space()
     assert SearchSpace.from_dict(copy.deepcopy(s.to_dict())) == s
-    assert s.size() == 2 * 3 * 2 * 3 * 2 * 2 * 3 * 2**4
+    assert s.size() == 2 * 3 * 2 * 3 * 2 * 2 * 2 * 3 * 2**4
 
 
 def test_seeds_fix_every_dimension_they_leave_out():
