@@ -78,13 +78,13 @@ def search_run(task_name: str, budget: tuple, sampler: str, seed: int, work: Pat
     return out
 
 
-def best_feasible(run, device: str, priority: str, cons: dict, *, simulated: bool = True):
-    """(score, drop, name) of the best feasible candidate, or None."""
+def feasible(run, device: str, priority: str, cons: dict, *, simulated: bool = True):
+    """[(score, drop, name)] of the candidates that fit the device and the budget."""
     from edgeshrink.advisor import candidate_figures
     from edgeshrink.devices import load_profile
 
     profile = load_profile(device)
-    best = None
+    out = []
     for c in run.candidates:
         if c.runtime == "simulated" and not simulated:
             continue
@@ -93,9 +93,23 @@ def best_feasible(run, device: str, priority: str, cons: dict, *, simulated: boo
             continue
         score = {"size": f.size_bytes, "speed": f.latency_ms, "energy": f.energy_mj,
                  "accuracy": c.metric_drop}[priority]
-        if best is None or (score, c.metric_drop) < best[:2]:
-            best = (score, c.metric_drop, c.name)
-    return best
+        out.append((score, c.metric_drop, c.name))
+    return out
+
+
+def best_feasible(run, device: str, priority: str, cons: dict, *, simulated: bool = True):
+    """(score, drop, name) of the best feasible candidate, or None."""
+    return min(feasible(run, device, priority, cons, simulated=simulated), default=None)
+
+
+def _beats(trials: list, plan_best) -> tuple[bool, bool]:
+    """(best trial better on the priority than the plan's best, both within the budget;
+    some trial better on the priority at the same or lower drop than the plan's best)."""
+    if plan_best is None:
+        return bool(trials), bool(trials)
+    best = min(trials, default=None)
+    return (best is not None and best[0] < plan_best[0],
+            any(t[0] < plan_best[0] and t[1] <= plan_best[1] for t in trials))
 
 
 def _fmt(best, priority: str) -> str:
@@ -109,8 +123,9 @@ def _budget_rows(budget, task_name, work, load_run) -> tuple[list, list]:
     label, device, priority, cons = budget
     rows, verdicts = [], []
     plans = {p: load_run(plan_run(task_name, p, work)) for p in PLANS}
-    ours = [best_feasible(load_run(search_run(task_name, budget, "tpe", s, work)),
-                          device, priority, cons) for s in SEEDS]
+    trials = [feasible(load_run(search_run(task_name, budget, "tpe", s, work)),
+                       device, priority, cons) for s in SEEDS]
+    ours = [min(t, default=None) for t in trials]
     rand = [best_feasible(load_run(search_run(task_name, budget, "random", s, work)),
                           device, priority, cons) for s in SEEDS]
     inf = float("inf")
@@ -119,17 +134,20 @@ def _budget_rows(budget, task_name, work, load_run) -> tuple[list, list]:
     for p, run in plans.items():
         for sim in (True, False):
             pb = best_feasible(run, device, priority, cons, simulated=sim)
-            wins = sum(1 for b in ours if b and (pb is None or (b[0] < pb[0] and b[1] <= pb[1])))
-            rows.append([task_name, label, f"{p}{'' if sim else ' (runtime-executed only)'}",
-                         _fmt(pb, priority), f"{wins}/3"])
-            verdicts.append(wins >= 2)
+            if not sim and pb == best_feasible(run, device, priority, cons):
+                continue  # no simulated candidate changes this plan's answer
+            wins = [_beats(t, pb) for t in trials]
+            rows.append([task_name, label, f"plan {p}{'' if sim else ' (runtime-run only)'}",
+                         _fmt(pb, priority), f"{sum(w[0] for w in wins)}/3",
+                         f"{sum(w[1] for w in wins)}/3"])
+            verdicts.append(sum(w[1] for w in wins) >= 2)
     rows.append([task_name, label, "search (TPE), per seed", "; ".join(_fmt(b, priority)
-                                                                  for b in ours), ""])
+                                                                  for b in ours), "", ""])
     rows.append([task_name, label, "random search, per seed", "; ".join(_fmt(b, priority)
-                                                                      for b in rand), ""])
+                                                                      for b in rand), "", ""])
     beat = med_ours < med_rand
     rows.append([task_name, label, "median: search vs random",
-                 f"{med_ours:.4g} vs {med_rand:.4g}", "yes" if beat else "no"])
+                 f"{med_ours:.4g} vs {med_rand:.4g}", "yes" if beat else "no", ""])
     return rows, [*verdicts, beat]
 
 
@@ -150,11 +168,14 @@ def run(ctx) -> str:
         f"scans), fine-tuning up to {EPOCHS} epochs; random search: the same space and trial "
         f"count; fixed plans `{'`, `'.join(PLANS)}` with {EPOCHS} fine-tuning epochs. Best "
         "feasible = fits the device, drop <= 1.0 point, best on the priority (device figures "
-        "are the roofline estimates for both devices). 'search wins' counts the seeds whose "
-        "best feasible trial is strictly better on the priority than the plan's best at the "
-        "same or lower drop. This pass took "
+        "are the roofline estimates for both devices). 'better' counts the seeds whose best "
+        "feasible trial is strictly better on the priority than the plan's best feasible "
+        "candidate (both within the 1.0-point budget); 'better at <= drop' counts the seeds "
+        "with a feasible trial strictly better on the priority at the same or lower drop than "
+        "the plan's best. This pass took "
         f"{time.perf_counter() - start:.0f} s (cached pieces excluded).\n\n"
-        + ctx.table(["task", "budget", "method", "best feasible", "search wins"], rows)
+        + ctx.table(["task", "budget", "method", "best feasible", "better",
+                     "better at <= drop"], rows)
         + "\nSeconds per search (wall, loaded shared machine): "
         + ", ".join(f"{k} {v}" for k, v in seconds.items()) + "\n\n")
     return text + _nncf_section(ctx, work)
