@@ -11,6 +11,7 @@ import copy
 from torch import nn
 
 from edgeshrink.errors import UserError
+from edgeshrink.prune.layerwise import GroupStructuredConfig, LayerSparsityConfig
 from edgeshrink.prune.nm import NMConfig
 from edgeshrink.prune.obs import SparseGPTConfig, WandaConfig
 from edgeshrink.prune.plans import study_candidates
@@ -31,6 +32,8 @@ __all__ = [
     "SensitivityConfig",
     "StructuredConfig",
     "study_candidates",
+    "GroupStructuredConfig",
+    "LayerSparsityConfig",
 ]
 
 

@@ -36,7 +36,7 @@ from edgeshrink.study.plan import CandidateSpec, family_of, sparsity_kind_of
 from edgeshrink.task import Task
 from edgeshrink.transforms import Artifact, TransformContext, apply_recipe
 
-__all__ = ["run_study", "measure_artifact", "BASELINE"]
+__all__ = ["run_study", "measure_artifact", "evaluate_candidate", "BASELINE"]
 
 BASELINE = "baseline"
 
@@ -127,6 +127,30 @@ def _build(spec: CandidateSpec, task: Task, art_dir: Path, on_step) -> tuple[Art
     ctx = TransformContext(task=task, workdir=art_dir, name=spec.name, seed=task.seed,
                            on_step=on_step)
     return apply_recipe(list(spec.recipe), ctx), time.perf_counter() - start
+
+
+def evaluate_candidate(
+    spec: CandidateSpec,
+    task: Task,
+    run_dir: Path,
+    *,
+    baseline_value: float | None,
+    art_dir: Path | None = None,
+    threads: tuple[int, ...] = (1, 2),
+    budget_s: float = 1.0,
+    on_step: Callable[[str], None] | None = None,
+) -> CandidateRecord:
+    """Build ``spec`` into ``art_dir`` (default ``run_dir/artifacts``) and measure it exactly
+    as :func:`run_study` does each candidate (the search evaluates its trials with this)."""
+    art_dir = Path(art_dir) if art_dir is not None else Path(run_dir) / "artifacts"
+    art_dir.mkdir(parents=True, exist_ok=True)
+    art, seconds = _build(spec, task, art_dir, on_step)
+    if on_step:
+        on_step("measure")
+    rec = measure_artifact(art, spec, task, Path(run_dir), baseline_value=baseline_value,
+                           threads=threads, budget_s=budget_s)
+    rec.seconds = round(seconds, 2)
+    return rec
 
 
 def run_study(
