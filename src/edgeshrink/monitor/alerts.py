@@ -1,4 +1,5 @@
-"""Alerts: raised once when a condition starts to hold, re-armed when it stops holding.
+"""Alerts: raised once when a condition starts to hold, re-armed when it has stopped holding
+for ``rearm`` checks in a row (a score hovering at its threshold raises one alert, not many).
 
 Each alert is a plain dict (``{"alert": kind, "samples": n, "time": ..., "value": ...,
 "threshold": ..., "test": ...}``): the CLI prints it as one JSON line, and with an alert
@@ -23,20 +24,22 @@ RECENT = 50
 class AlertBook:
     """The alerts raised so far (the last :data:`RECENT`) and the conditions now active."""
 
-    def __init__(self, folder: str | os.PathLike | None = None):
+    def __init__(self, folder: str | os.PathLike | None = None, rearm: int = 1):
         self.folder = Path(folder) if folder is not None else None
+        self.rearm = rearm
         self.recent: list[dict[str, Any]] = []
-        self.active: set[str] = set()
+        self.active: dict[str, int] = {}  # kind -> checks in a row it has not held
 
-    def restore(self, recent: list[dict[str, Any]], active: list[str]) -> None:
-        self.recent, self.active = list(recent)[-RECENT:], set(active)
+    def restore(self, recent: list[dict[str, Any]], active: dict[str, int]) -> None:
+        self.recent, self.active = list(recent)[-RECENT:], dict(active)
 
     def fire(self, kind: str, samples: int, *, latch: bool = True, **info: Any) -> list[dict]:
         """Raise ``kind`` unless it is already active (``latch``); the raised alerts."""
         if latch and kind in self.active:
+            self.active[kind] = 0
             return []
         if latch:
-            self.active.add(kind)
+            self.active[kind] = 0
         alert = {"alert": kind, "samples": int(samples),
                  "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                  **{k: round(v, 6) if isinstance(v, float) else v for k, v in info.items()}}
@@ -46,7 +49,11 @@ class AlertBook:
         return [alert]
 
     def clear(self, kind: str) -> None:
-        self.active.discard(kind)
+        """The condition did not hold at this check."""
+        if kind in self.active:
+            self.active[kind] += 1
+            if self.active[kind] >= self.rearm:
+                del self.active[kind]
 
     def _drop(self, alert: dict[str, Any]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)

@@ -89,7 +89,7 @@ class Monitor:
         self.window, self.step = cal.window, cal.step
         self.classifier = self.profile.kind == "classifier"
         self.store = StateStore(state) if state is not None else None
-        self.alerts = AlertBook(alert_dir)
+        self.alerts = AlertBook(alert_dir, rearm=self.window // self.step)
         self._names = tuple(self.profile.sketches)
         self._buf: np.ndarray | None = None
         self._fill = 0
@@ -133,7 +133,7 @@ class Monitor:
             if k in self.buffers and v.shape == self.buffers[k].shape:
                 self.buffers[k] = v
         self.series = loaded["series"]
-        self.alerts.restore(loaded["alerts"], self.meta.get("active", []))
+        self.alerts.restore(loaded["alerts"], self.meta.get("active", {}))
         for k, v in self.meta["ph"].items():
             setattr(self.ph, k, v)
 
@@ -146,7 +146,7 @@ class Monitor:
     def _save(self) -> None:
         self.meta["ph"] = {k: getattr(self.ph, k) for k in ("n", "mean", "cum", "min_cum")}
         self.meta["since_save"] = 0
-        self.meta["active"] = sorted(self.alerts.active)
+        self.meta["active"] = dict(self.alerts.active)
         if self.store:
             self.store.save(self.meta, self.buffers, self.series, self.alerts.recent)
 

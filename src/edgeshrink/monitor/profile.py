@@ -134,23 +134,28 @@ class Profile:
         return cls.from_dict(data)
 
 
-def _is_classifier(outputs: np.ndarray, labels: np.ndarray | None) -> bool:
+def _is_classifier(outputs: np.ndarray, labels: np.ndarray | None, kind: str | None) -> bool:
+    if kind is not None:
+        if kind not in ("classifier", "embedding"):
+            raise UserError(f"kind must be 'classifier' or 'embedding', got {kind!r}.")
+        return kind == "classifier"
     if outputs.ndim != 2 or outputs.shape[1] < 2:
         return False
     return labels is None or (labels.ndim == 1 and np.issubdtype(labels.dtype, np.integer))
 
 
-def reference_sample(outputs: np.ndarray, labels: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def reference_sample(outputs: np.ndarray, labels: np.ndarray | None = None,
+                     kind: str | None = None) -> dict[str, np.ndarray]:
     """The per-sample summaries a profile is built from (10 bytes a sample for a classifier).
 
-    A classifier (2-D outputs, integer labels or none) gives ``conf``, ``entropy``, ``cls``
-    and, with labels, ``correct``; anything else is treated as an embedding model and gives
-    ``norm``, ``cosine`` (to the normalised mean embedding) and ``centroid``.
+    A classifier (``kind="classifier"``, or by default 2-D outputs with integer labels or
+    none) gives ``conf``, ``entropy``, ``cls`` and, with labels, ``correct``; an embedding
+    model gives ``norm``, ``cosine`` (to the normalised mean embedding) and ``centroid``.
     """
     outputs = np.asarray(outputs)
     if labels is not None:
         labels = np.asarray(labels)
-    if _is_classifier(outputs, labels):
+    if _is_classifier(outputs, labels, kind):
         conf, ent, cls = classifier_stats(outputs)
         out = {"conf": conf, "entropy": ent, "cls": cls,
                "n_classes": np.array(outputs.shape[1])}
@@ -229,6 +234,7 @@ def build_profile(
     reference: str | os.PathLike | None = None,
     calibration: Calibration | None = None,
     threads: int = 1,
+    kind: str | None = None,
 ) -> Profile:
     """Run ``model`` (ONNX) on evaluation ``inputs`` and build its profile.
 
@@ -240,6 +246,8 @@ def build_profile(
             becomes the expected agreement of the shadow check.
         calibration: window, step and false-alarm rate of the drift checks.
         threads: ONNX Runtime intra-op threads.
+        kind: ``classifier`` or ``embedding`` (default: a classifier when the outputs are
+            2-D and the labels, if any, are integers).
     """
     from edgeshrink.bench.session import open_session, sha256_file
 
@@ -251,5 +259,5 @@ def build_profile(
         agreement = agreement_of(outputs, run_outputs(open_session(reference, threads=threads),
                                                       feeds))
     meta = {"model": Path(model).name, "model_sha256": sha256_file(model)}
-    return profile_from_sample(reference_sample(outputs, labels), calibration,
+    return profile_from_sample(reference_sample(outputs, labels, kind), calibration,
                                agreement=agreement, meta=meta)

@@ -56,6 +56,9 @@ def measure_artifact(
     else:
         outputs = onnx_outputs(art.path, task.eval)
     values = task.metric.all(outputs, task.eval.targets)
+    from edgeshrink.monitor.handover import save_reference_sample  # for recommended/'s profile
+
+    save_reference_sample(run_dir, spec.name, outputs, task.eval.targets)
     value = values.pop(task.metric.name)
     notes = dict(art.notes)
     reference = torch_outputs(art.model, task.eval)
