@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--fa-rate", type=float, default=0.01,
                       help="false-alarm chance over --horizon clean samples")
     prof.add_argument("--horizon", type=int, default=10_000, help="see --fa-rate")
+    prof.add_argument("--streams", type=int, default=400, help="bootstrap streams simulated")
     prof.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
     return p
 
@@ -136,7 +137,8 @@ def _profile(ns: argparse.Namespace) -> None:
 
     names = [i.name for i in open_session(ns.model).get_inputs()]
     batch = read_npz(ns.inputs, names)
-    cal = Calibration(window=ns.window, step=ns.step, fa_rate=ns.fa_rate, horizon=ns.horizon)
+    cal = Calibration(window=ns.window, step=ns.step, fa_rate=ns.fa_rate, horizon=ns.horizon,
+                      streams=ns.streams)
     prof = build_profile(ns.model, batch.feeds, batch.labels, reference=ns.reference,
                          calibration=cal, threads=ns.threads)
     print(prof.save(ns.out))

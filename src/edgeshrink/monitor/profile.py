@@ -57,6 +57,9 @@ class Calibration:
                             f"{self.step}.")
         if self.window % self.step:
             raise UserError(f"window ({self.window}) must be a multiple of step ({self.step}).")
+        if self.streams < 10 or self.horizon < self.window:
+            raise UserError(f"streams must be >= 10 and horizon >= window, got {self.streams}, "
+                            f"{self.horizon}.")
         if not 0.0 < self.fa_rate < 0.5:
             raise UserError(f"fa_rate must be in (0, 0.5), got {self.fa_rate}.")
 

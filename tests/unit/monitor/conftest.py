@@ -7,7 +7,7 @@ import pytest
 from monitor_models import inputs, make_classifier
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def clf(tmp_path_factory) -> dict:
     """The model, a labelled eval set (labels = its own predictions, 10 % flipped), and a
     profile calibrated for a short horizon (fast)."""

@@ -182,7 +182,7 @@ def test_profile_subcommand_writes_a_profile(tmp_path):
     np.savez(tmp_path / "eval.npz", X=inputs(600, seed=37), labels=np.zeros(600, np.int64))
     assert main(["profile", str(model), "--inputs", str(tmp_path / "eval.npz"), "--reference",
                  str(ref), "--out", str(tmp_path / "p.json"), "--window", "100", "--step",
-                 "20", "--horizon", "1000"]) == 0
+                 "20", "--horizon", "1000", "--streams", "50"]) == 0
     prof = json.loads((tmp_path / "p.json").read_text())
     assert prof["kind"] == "classifier" and 0.8 < prof["agreement"] < 1.0
     assert prof["calibration"]["window"] == 100 and prof["thresholds"]["threshold"] > 2
