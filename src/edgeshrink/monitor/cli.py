@@ -107,6 +107,7 @@ def _run(ns: argparse.Namespace) -> list[dict]:
         raise UserError(f"{ns.inputs} does not exist: give an .npz file or a folder of them.")
     mon = _monitor(ns)
     sess = open_session(ns.model, threads=ns.threads)
+    _check_model(ns.model, mon.profile)
     ref = open_session(ns.reference, threads=ns.threads) if ns.reference else None
     names = [i.name for i in sess.get_inputs()]
     alerts: list[dict] = []
@@ -123,6 +124,16 @@ def _run(ns: argparse.Namespace) -> list[dict]:
         alerts += new
     mon.close()
     return alerts
+
+
+def _check_model(model: str, profile) -> None:
+    from edgeshrink.bench.session import sha256_file
+
+    want = profile.meta.get("model_sha256")
+    if want and sha256_file(model) != want:
+        raise UserError(f"{model} is not the file the profile was made for "
+                        f"({profile.meta.get('model', 'another file')}); monitor that file, or "
+                        "build a profile for this one with `monitor profile`.")
 
 
 def _status(ns: argparse.Namespace) -> None:

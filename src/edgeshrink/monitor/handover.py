@@ -95,9 +95,12 @@ def write_monitor_files(run_dir: Path | str, name: str, artifact: str, baseline:
         if src.suffix == ".onnx" and src.is_file() and src.stat().st_size <= MAX_REFERENCE_BYTES:
             shutil.copy2(src, dest / "reference.onnx")
             ref_file = "reference.onnx"
-    prof = profile_from_sample(sample, calibration, agreement=agreement,
-                               meta={"model": Path(artifact).name, "candidate": name,
-                                     "reference": ref_file})
+    meta = {"model": Path(artifact).name, "candidate": name, "reference": ref_file}
+    if (run_dir / artifact).is_file():
+        from edgeshrink.bench.session import sha256_file
+
+        meta["model_sha256"] = sha256_file(run_dir / artifact)
+    prof = profile_from_sample(sample, calibration, agreement=agreement, meta=meta)
     path = prof.save(dest / "monitor-profile.json")
     _append_readme(dest / "README.md", prof, Path(artifact).name, ref_file)
     return path

@@ -131,6 +131,7 @@ def test_late_labels_through_the_cli(clf, tmp_path, capsys):
     ("bad_state", "not a usable SQLite"),
     ("bad_labels", "'ids' and 'labels'"),
     ("mismatched", "'labels' must be 50 integers"),
+    ("other_model", "not the file the profile was made for"),
 ])  # fmt: skip
 def test_bad_input_is_one_sentence_exit_2_and_nothing_written(case, message, clf, tmp_path,
                                                               capsys):
@@ -156,6 +157,8 @@ def test_bad_input_is_one_sentence_exit_2_and_nothing_written(case, message, clf
     elif case == "bad_labels":
         np.savez(tmp_path / "y.npz", labels=np.zeros(3, np.int64))
         args += ["--labels", tmp_path / "y.npz"]
+    elif case == "other_model":
+        args[1] = make_classifier(tmp_path / "other.onnx", seed=3, noise=0.5)
     elif case == "mismatched":
         np.savez(good, X=inputs(50, seed=35), labels=np.zeros(7, np.int64))
     before = state.read_bytes() if state.exists() else None
