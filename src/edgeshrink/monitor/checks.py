@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 __all__ = ["run_checks"]
 
 
-def _r(x: float | None, digits: int = 3) -> float | None:
-    return None if x is None or not np.isfinite(x) else float(f"{x:.{digits}g}")
+def _r(x: float | None, digits: int = 4) -> float | None:
+    return None if x is None or x != x or x in (np.inf, -np.inf) else round(float(x), digits)
 
 
 def _condition(mon: Monitor, kind: str, holds: bool, **info: Any) -> list[dict]:

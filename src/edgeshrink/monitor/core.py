@@ -178,7 +178,24 @@ class Monitor:
             latency_ms: the model's time per sample (scalar or one per row).
             reference: the uncompressed model's outputs for these samples (shadow check).
         """
-        rows = np.asarray(outputs).reshape(len(outputs), -1)
+        n, f = len(outputs), self._fill
+        if (reference is None and self._buf is not None and f + n < self.step
+                and isinstance(outputs, np.ndarray) and outputs.shape[-1] == self._buf.shape[1]):
+            # The per-sample path: copies into buffers reset after each chunk, nothing else.
+            end = f + n
+            self._buf[f:end] = outputs.reshape(n, -1) if outputs.ndim != 2 else outputs
+            if labels is not None:
+                self._labels[f:end] = labels
+            if ids is not None:
+                self._ids[f:end] = ids
+            if latency_ms is not None:
+                self._lat[f:end] = latency_ms
+            self._fill = end
+            return []
+        return self._observe_chunked(np.asarray(outputs), labels, ids, latency_ms, reference)
+
+    def _observe_chunked(self, outputs, labels, ids, latency_ms, reference) -> list[dict]:
+        rows = outputs.reshape(len(outputs), -1)
         if self._buf is None:
             self._buf = np.empty((self.step, rows.shape[1]), np.float32)
         elif rows.shape[1] != self._buf.shape[1]:
@@ -192,10 +209,13 @@ class Monitor:
             take = min(self.step - self._fill, len(rows) - start)
             sl, dst = slice(start, start + take), slice(self._fill, self._fill + take)
             self._buf[dst] = rows[sl]
-            self._labels[dst] = -1 if labels is None else np.asarray(labels)[sl]
-            self._ids[dst] = -1 if ids is None else np.asarray(ids)[sl]
-            self._lat[dst] = np.nan if latency_ms is None else (
-                np.asarray(latency_ms, np.float32)[sl] if np.ndim(latency_ms) else latency_ms)
+            if labels is not None:
+                self._labels[dst] = np.asarray(labels)[sl]
+            if ids is not None:
+                self._ids[dst] = np.asarray(ids)[sl]
+            if latency_ms is not None:
+                self._lat[dst] = (np.asarray(latency_ms, np.float32)[sl]
+                                  if np.ndim(latency_ms) else latency_ms)
             self._fill += take
             start += take
             if self._fill == self.step:
@@ -241,6 +261,9 @@ class Monitor:
         self.meta["samples"] += k
         self.meta["since_save"] += k
         self._fill = 0
+        self._labels[:] = -1
+        self._ids[:] = -1
+        self._lat[:] = np.nan
         if self.meta["samples"] >= self.meta["next_check"]:
             while self.meta["next_check"] <= self.meta["samples"]:
                 self.meta["next_check"] += self.step

@@ -44,8 +44,8 @@ class Calibration:
         ph_delta: accuracy drop (as a fraction) the Page-Hinkley detector tolerates.
     """
 
-    window: int = 250
-    step: int = 50
+    window: int = 300
+    step: int = 100
     horizon: int = 10_000
     fa_rate: float = 0.01
     streams: int = 400

@@ -126,8 +126,10 @@ class Sketch:
         uniq, right, left = self._cdf
         d = max(np.abs(np.searchsorted(w, uniq, "right") / m - right).max(),
                 np.abs(np.searchsorted(w, uniq, "left") / m - left).max())
-        le = np.searchsorted(w, self.edges, "right")
-        counts = np.diff(le, prepend=0, append=m).astype(np.float64)
+        bounds = np.empty(len(self.edges) + 2)
+        bounds[0], bounds[-1] = 0.0, m
+        bounds[1:-1] = np.searchsorted(w, self.edges, "right")
+        counts = bounds[1:] - bounds[:-1]
         a = (counts + eps) / (m + eps * len(counts))
         e = (self.fractions * self.n + eps) / (self.n + eps * len(counts))
         return float(d), float(np.sum((a - e) * np.log(a / e)))
@@ -153,6 +155,18 @@ def ks_pvalue(d, n: int, m: int):
     """Asymptotic two-sided p-value of a two-sample KS ``d`` (scalar or array) for sample
     sizes ``n`` and ``m``: Kolmogorov's series at Stephens' corrected argument."""
     en = math.sqrt(n * m / (n + m))
+    if np.ndim(d) == 0:  # one check on the device: the series converges in a few terms
+        lam = (en + 0.12 + 0.11 / en) * float(d)
+        if lam < 0.2:
+            return 1.0
+        total, sign = 0.0, 1.0
+        for k in range(1, 101):
+            term = math.exp(-2.0 * k * k * lam * lam)
+            total += sign * term
+            if term <= 1e-12 * abs(total):
+                break
+            sign = -sign
+        return min(1.0, max(0.0, 2.0 * total))
     lam = (en + 0.12 + 0.11 / en) * np.asarray(d, dtype=np.float64)
     k = np.arange(1, 101, dtype=np.float64)
     terms = (-1.0) ** (k - 1) * np.exp(-2.0 * np.multiply.outer(lam * lam, k * k))
@@ -189,6 +203,12 @@ _ERFC = np.frompyfunc(math.erfc, 1, 1)
 
 def chi2_sf(x, df):
     """Survival function of chi-square (scalar or array), Wilson-Hilferty approximation."""
+    if np.ndim(x) == 0 and np.ndim(df) == 0:
+        x, df = float(x), float(df)
+        if x <= 0:
+            return 1.0
+        t = 2.0 / (9.0 * df)
+        return 0.5 * math.erfc(((x / df) ** (1 / 3) - (1.0 - t)) / math.sqrt(t) / math.sqrt(2.0))
     x = np.maximum(np.asarray(x, dtype=np.float64), 0.0)
     df = np.asarray(df, dtype=np.float64)
     t = 2.0 / (9.0 * df)
