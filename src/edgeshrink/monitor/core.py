@@ -32,7 +32,13 @@ from edgeshrink.monitor.alerts import AlertBook
 from edgeshrink.monitor.drift import score, window_tests
 from edgeshrink.monitor.profile import Profile
 from edgeshrink.monitor.state import StateStore, thin
-from edgeshrink.monitor.stats import PageHinkley, classifier_stats, embedding_stats, wilson_interval
+from edgeshrink.monitor.stats import (
+    PageHinkley,
+    classifier_stats,
+    embedding_stats,
+    is_probabilities,
+    wilson_interval,
+)
 
 __all__ = ["Monitor", "MonitorOptions"]
 
@@ -93,6 +99,7 @@ class Monitor:
         self._names = tuple(self.profile.sketches)
         self._buf: np.ndarray | None = None
         self._fill = 0
+        self._probs: bool | None = None
         self._labels = np.full(self.step, -1, np.int64)
         self._ids = np.full(self.step, -1, np.int64)
         self._lat = np.full(self.step, np.nan, np.float32)
@@ -242,7 +249,9 @@ class Monitor:
     def _process(self, k: int) -> list[dict]:
         out = self._buf[:k]
         if self.classifier:
-            conf, ent, cls = classifier_stats(out)
+            if self._probs is None:  # logits or probabilities: look once, at the first chunk
+                self._probs = is_probabilities(out)
+            conf, ent, cls = classifier_stats(out, self._probs)
             cols = {"conf": conf, "entropy": ent}
         else:
             norm, cos = embedding_stats(out, self.profile.centroid)

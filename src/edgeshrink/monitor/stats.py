@@ -11,7 +11,7 @@ Example:
     >>> import numpy as np
     >>> conf, ent, cls = classifier_stats(np.array([[2.0, 0.0, -1.0]]))
     >>> int(cls[0]), round(float(ent[0]), 3)
-    (0, 0.408)
+    (0, 0.524)
 """
 
 from __future__ import annotations
@@ -36,32 +36,37 @@ __all__ = [
 ]
 
 
-def _log_probs(outputs: np.ndarray) -> np.ndarray:
-    """Log-probabilities of each row: log-softmax of logits, or log of rows that are already
-    probabilities (non-negative, summing to 1)."""
+def is_probabilities(outputs: np.ndarray) -> bool:
+    """Whether rows are probabilities already (non-negative, summing to 1), not logits."""
     x = np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1)
-    if x.min(initial=0.0) >= 0.0 and np.allclose(x.sum(axis=1), 1.0, atol=1e-3):
-        return np.log(np.clip(x, 1e-300, None))
-    x = x - x.max(axis=1, keepdims=True)
-    return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+    return bool(x.min(initial=0.0) >= 0.0 and np.allclose(x.sum(axis=1), 1.0, atol=1e-3))
 
 
-def classifier_stats(outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def classifier_stats(
+    outputs: np.ndarray, probabilities: bool | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(confidence_nats, entropy, predicted_class)`` per row of logits or probabilities.
 
     Confidence is reported as ``-log(1 - p_top)`` in nats, computed without cancellation:
     a confident model's ``p_top`` rounds to 1.0 in float32 for most samples, where this
     still separates them. It is monotone in ``p_top``, so KS on it is KS on confidence.
+    ``probabilities`` says what the rows are (None: look, see :func:`is_probabilities`).
     """
-    logp = _log_probs(outputs)
-    top = logp.argmax(axis=1)
-    rest = logp.copy()
-    rest[np.arange(len(rest)), top] = -np.inf
-    m = rest.max(axis=1, keepdims=True)
-    log_rest = (m + np.log(np.exp(rest - m).sum(axis=1, keepdims=True)))[:, 0]  # log(1 - p_top)
-    p = np.exp(logp)
-    entropy = -(p * logp).sum(axis=1)
-    return (-log_rest).astype(np.float32), entropy.astype(np.float32), top.astype(np.int16)
+    x = np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1)
+    if probabilities is None:
+        probabilities = is_probabilities(x)
+    if probabilities:  # log p are logits of the same softmax
+        x = np.log(np.maximum(x, 1e-300))
+    rows = np.arange(len(x))
+    top = x.argmax(axis=1)
+    z = x - x[rows, top][:, None]  # <= 0, and 0 at the top class
+    e = np.exp(z)
+    e[rows, top] = 0.0
+    rest = e.sum(axis=1)  # (1 - p_top) / p_top
+    lse = np.log1p(rest)  # -log(p_top)
+    conf = lse - np.log(np.maximum(rest, 1e-300))
+    entropy = lse - (e * z).sum(axis=1) / (1.0 + rest)
+    return conf.astype(np.float32), entropy.astype(np.float32), top.astype(np.int16)
 
 
 def embedding_stats(outputs: np.ndarray, centroid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -112,6 +117,9 @@ class Sketch:
         uniq, first = np.unique(q, return_index=True)
         last = len(q) - 1 - np.unique(q[::-1], return_index=True)[1]
         object.__setattr__(self, "_cdf", (uniq, p[last], np.where(first == 0, 0.0, p[first])))
+        bins = len(self.edges) + 1
+        e = (self.fractions * self.n + 0.5) / (self.n + 0.5 * bins)
+        object.__setattr__(self, "_psi_ref", (e, np.log(e)))
 
     def compare(self, window: np.ndarray, *, eps: float = 0.5) -> tuple[float, float]:
         """``(KS D, PSI)`` of ``window`` against this reference, from one sort.
@@ -129,10 +137,12 @@ class Sketch:
         bounds = np.empty(len(self.edges) + 2)
         bounds[0], bounds[-1] = 0.0, m
         bounds[1:-1] = np.searchsorted(w, self.edges, "right")
-        counts = bounds[1:] - bounds[:-1]
-        a = (counts + eps) / (m + eps * len(counts))
-        e = (self.fractions * self.n + eps) / (self.n + eps * len(counts))
-        return float(d), float(np.sum((a - e) * np.log(a / e)))
+        a = (bounds[1:] - bounds[:-1] + eps) / (m + eps * (len(bounds) - 1))
+        e, log_e = self._psi_ref if eps == 0.5 else (None, None)
+        if e is None:
+            e = (self.fractions * self.n + eps) / (self.n + eps * (len(bounds) - 1))
+            log_e = np.log(e)
+        return float(d), float(np.dot(a - e, np.log(a) - log_e))
 
 
 def ks_statistic(window: np.ndarray, reference: Sketch | np.ndarray) -> float:
