@@ -56,7 +56,8 @@ class MonitorOptions:
         max_rss_mb: alert when the process's resident memory exceeds this (None: never).
         pending: sample ids whose predictions wait for late labels (bounded).
         series_rows: rows of the time series kept (older ones are thinned).
-        persist_every: save the state after this many samples (and on close).
+        persist_every: save the state after this many samples (and on close, and at the
+            end of every `monitor run`).
         centroid_decay: weight of the past in the running centroid (embedding models).
     """
 
@@ -66,7 +67,7 @@ class MonitorOptions:
     max_rss_mb: float | None = None
     pending: int = 512
     series_rows: int = 100
-    persist_every: int = 1000
+    persist_every: int = 5000
     centroid_decay: float = 0.99
 
 
@@ -99,6 +100,8 @@ class Monitor:
         self._names = tuple(self.profile.sketches)
         self._buf: np.ndarray | None = None
         self._fill = 0
+        self._pending: list[tuple] = []
+        self._pending_n = 0
         self._probs: bool | None = None
         self._labels = np.full(self.step, -1, np.int64)
         self._ids = np.full(self.step, -1, np.int64)
@@ -146,6 +149,7 @@ class Monitor:
 
     def flush(self) -> None:
         """Summarise buffered samples and save the state (one SQLite transaction)."""
+        self._take_pending()
         if self._fill:
             self._process(self._fill)
         self._save()
@@ -185,21 +189,41 @@ class Monitor:
             latency_ms: the model's time per sample (scalar or one per row).
             reference: the uncompressed model's outputs for these samples (shadow check).
         """
-        n, f = len(outputs), self._fill
-        if (reference is None and self._buf is not None and f + n < self.step
-                and isinstance(outputs, np.ndarray) and outputs.shape[-1] == self._buf.shape[1]):
-            # The per-sample path: copies into buffers reset after each chunk, nothing else.
-            end = f + n
-            self._buf[f:end] = outputs.reshape(n, -1) if outputs.ndim != 2 else outputs
-            if labels is not None:
-                self._labels[f:end] = labels
-            if ids is not None:
-                self._ids[f:end] = ids
-            if latency_ms is not None:
-                self._lat[f:end] = latency_ms
-            self._fill = end
+        n = len(outputs)
+        if reference is None and self._pending_n + n < self.step:
+            # The per-sample path: keep a reference, nothing else (the arrays are read at
+            # the next check, so an output array must not be overwritten before then).
+            self._pending.append((outputs, labels, ids, latency_ms))
+            self._pending_n += n
             return []
-        return self._observe_chunked(np.asarray(outputs), labels, ids, latency_ms, reference)
+        raised = self._take_pending()
+        return raised + self._observe_chunked(np.asarray(outputs), labels, ids, latency_ms,
+                                              reference)
+
+    def _take_pending(self) -> list[dict]:
+        """Move the outputs kept by the per-sample path into the chunk buffers."""
+        pend, self._pending, self._pending_n = self._pending, [], 0
+        if not pend:
+            return []
+        sizes = [len(p[0]) for p in pend]
+        single = len(sizes) == sum(sizes)  # batch-1 calls: one value per call
+
+        def column(i: int, fill, dtype):
+            vals = [p[i] for p in pend]
+            nones = sum([v is None for v in vals])
+            if nones == len(vals):
+                return None
+            if single and not nones:  # one C loop, not one numpy call per value
+                if isinstance(vals[0], np.ndarray):
+                    return np.concatenate(vals, axis=None).astype(dtype, copy=False)
+                return np.array(vals, dtype)
+            return np.concatenate([np.full(k, fill, dtype) if v is None else
+                                   np.broadcast_to(np.asarray(v, dtype).ravel(), (k,))
+                                   for k, v in zip(sizes, vals, strict=True)])
+
+        outs = np.concatenate([p[0] for p in pend]).reshape(sum(sizes), -1)
+        return self._observe_chunked(outs, column(1, -1, np.int64), column(2, -1, np.int64),
+                                     column(3, np.nan, np.float32), None)
 
     def _observe_chunked(self, outputs, labels, ids, latency_ms, reference) -> list[dict]:
         rows = outputs.reshape(len(outputs), -1)
@@ -232,18 +256,19 @@ class Monitor:
     def label(self, ids: np.ndarray, labels: np.ndarray) -> list[dict]:
         """Labels that arrived later, for samples observed with ``ids``; unknown ids (too
         old, never seen) are ignored. Returns the alerts raised."""
+        raised = self._take_pending()
         if self._fill:
-            self._process(self._fill)
+            raised += self._process(self._fill)
         pid, pcls = self.buffers["pending_id"], self.buffers["pending_cls"]
         ids, labels = np.asarray(ids, np.int64), np.asarray(labels, np.int64)
         pos = {int(i): k for k, i in enumerate(pid) if i >= 0}
         hit = [(pos[int(i)], int(y)) for i, y in zip(ids, labels, strict=True) if int(i) in pos]
         if not hit:
-            return []
+            return raised
         slots = np.array([s for s, _ in hit])
         correct = (pcls[slots] == np.array([y for _, y in hit])).astype(np.int8)
         pid[slots] = -1
-        return self._correctness(correct)
+        return raised + self._correctness(correct)
 
     # ---------------------------------------------------------------- processing
     def _process(self, k: int) -> list[dict]:
@@ -259,6 +284,8 @@ class Monitor:
             self._update_centroid(out)
         self._ring("ring_pos", {**{n: cols[n] for n in self._names}, "cls": cls,
                                 "lat": self._lat[:k]})
+        self.meta["samples"] += k  # before the checks, so that alerts carry this chunk's end
+        self.meta["since_save"] += k
         labels, ids = self._labels[:k], self._ids[:k]
         raised: list[dict] = []
         known = labels >= 0
@@ -267,8 +294,6 @@ class Monitor:
         waiting = (ids >= 0) & ~known
         if waiting.any():
             self._remember(ids[waiting], cls[waiting])
-        self.meta["samples"] += k
-        self.meta["since_save"] += k
         self._fill = 0
         self._labels[:] = -1
         self._ids[:] = -1

@@ -1,7 +1,7 @@
 """One drift check: a window of per-sample summaries against the reference profile.
 
 Each summary gets KS (shape of the distribution) and PSI (the customary binned index); the
-predicted classes get a two-sample chi-square and a PSI. Every test returns a p-value; the
+predicted classes get a two-sample chi-square. Every test returns a p-value; the
 check's score is ``-log10`` of the smallest, compared with the profile's calibrated
 threshold. The same function runs on the device and in the calibration, so the threshold
 is calibrated for exactly what runs.
@@ -26,14 +26,7 @@ from edgeshrink.monitor.stats import (
     psi_pvalue,
 )
 
-__all__ = ["window_tests", "score", "class_psi"]
-
-
-def class_psi(window_counts: np.ndarray, ref_counts: np.ndarray, eps: float = 0.5) -> float:
-    """PSI of the predicted-class histogram (every class a bin)."""
-    a = (window_counts + eps) / (window_counts.sum() + eps * len(window_counts))
-    e = (ref_counts + eps) / (ref_counts.sum() + eps * len(ref_counts))
-    return float(np.sum((a - e) * np.log(a / e)))
+__all__ = ["window_tests", "score"]
 
 
 def window_tests(
@@ -58,8 +51,6 @@ def window_tests(
         counts = np.bincount(classes, minlength=len(class_counts))[: len(class_counts)]
         stat, df = chi2_homogeneity(counts, class_counts)
         out["chi2_class"] = {"value": stat, "p": chi2_sf(stat, df)}
-        out["psi_class"] = {"value": class_psi(counts, np.asarray(class_counts, float)),
-                            "p": 1.0}  # reported only: the chi-square tests the same thing
     return out
 
 

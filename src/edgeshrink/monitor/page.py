@@ -113,7 +113,7 @@ def render_page(state: dict[str, Any], profile: dict[str, Any] | None = None) ->
                   lines={"alarm": thr} if thr else None),
         svg_chart("Kolmogorov-Smirnov D", xs, {s: _col(rows, f"ks_{s}") for s in stats}),
         svg_chart("population stability index", xs,
-                  {s: _col(rows, f"psi_{s}") for s in [*stats, "class"]},
+                  {s: _col(rows, f"psi_{s}") for s in stats},
                   lines={"watch": 0.1, "act": 0.25}),
     ]
     if any(r.get("chi2_class") is not None for r in rows):
