@@ -87,7 +87,7 @@ def _resources(mon: Monitor, row: dict) -> list[dict]:
             limit = mon.options.latency_factor * float(np.median(base))
             raised += _condition(mon, "latency", p50 > limit, value=p50, threshold=limit,
                                  test="p50")
-    if mon.meta["checks"] % 20 == 1:
+    if mon.meta["checks"] % (4 * mon.options.row_every) == 1:
         mon.meta["rss_mb"] = rss_mb()
     rss = mon.meta.get("rss_mb")
     row["rss_mb"] = _r(rss)
@@ -107,16 +107,21 @@ def rss_mb() -> float | None:
         return None
 
 
-def run_checks(mon: Monitor, tests: dict, value: float, worst: str) -> tuple[dict, list[dict]]:
-    """``(series row, alerts raised)`` for the check just computed."""
+def run_checks(mon: Monitor, tests: dict, value: float, worst: str, *,
+               full: bool = True) -> tuple[dict | None, list[dict]]:
+    """``(series row or None, alerts raised)`` for the drift check just computed; the other
+    checks and the row only when ``full`` or an alert was raised (they cost more than the
+    drift check's own arithmetic at every step)."""
     threshold = mon.profile.thresholds["threshold"]
+    raised = _condition(mon, "drift", value > threshold, value=value, threshold=threshold,
+                        test=worst)
+    if not (full or raised):
+        return None, raised
     row: dict[str, Any] = {
         "n": mon.meta["samples"], "t": int(time.time()),
         "score": _r(value), "worst": worst,
         **{k: _r(v["value"]) for k, v in tests.items()},
     }
-    raised = _condition(mon, "drift", value > threshold, value=value, threshold=threshold,
-                        test=worst)
     raised += _accuracy(mon, row)
     raised += _agreement(mon, row)
     raised += _resources(mon, row)

@@ -71,8 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--inputs", required=True, help=".npz of evaluation inputs (+ labels)")
     prof.add_argument("--reference", default=None, help="uncompressed .onnx (agreement)")
     prof.add_argument("--out", required=True, help="where to write the profile JSON")
-    prof.add_argument("--window", type=int, default=300, help="samples per drift check")
-    prof.add_argument("--step", type=int, default=100, help="a check every N samples")
+    prof.add_argument("--window", type=int, default=400, help="samples per drift check")
+    prof.add_argument("--step", type=int, default=200, help="a check every N samples")
     prof.add_argument("--fa-rate", type=float, default=0.01,
                       help="false-alarm chance over --horizon clean samples")
     prof.add_argument("--horizon", type=int, default=10_000, help="see --fa-rate")

@@ -56,6 +56,8 @@ class MonitorOptions:
         max_rss_mb: alert when the process's resident memory exceeds this (None: never).
         pending: sample ids whose predictions wait for late labels (bounded).
         series_rows: rows of the time series kept (older ones are thinned).
+        row_every: the accuracy, agreement, latency and memory checks and a series row
+            every this many drift checks (and whenever an alert is raised).
         persist_every: save the state after this many samples (and on close, and at the
             end of every `monitor run`).
         centroid_decay: weight of the past in the running centroid (embedding models).
@@ -67,6 +69,7 @@ class MonitorOptions:
     max_rss_mb: float | None = None
     pending: int = 512
     series_rows: int = 100
+    row_every: int = 5
     persist_every: int = 5000
     centroid_decay: float = 0.99
 
@@ -103,6 +106,7 @@ class Monitor:
         self._pending: list[tuple] = []
         self._pending_n = 0
         self._probs: bool | None = None
+        self.last_score: float | None = None  # the latest drift check's score
         self._labels = np.full(self.step, -1, np.int64)
         self._ids = np.full(self.step, -1, np.int64)
         self._lat = np.full(self.step, np.nan, np.float32)
@@ -363,8 +367,11 @@ class Monitor:
                              {n: self.buffers[n] for n in self._names},
                              self.buffers["cls"].astype(np.int64) if self.classifier else None)
         value, worst = score(tests)
-        row, raised = run_checks(self, tests, value, worst)
-        self.series = thin(self.series + [row], self.options.series_rows)
+        self.last_score = value
+        row, raised = run_checks(self, tests, value, worst,
+                                 full=self.meta["checks"] % self.options.row_every == 1)
+        if row is not None:
+            self.series = thin(self.series + [row], self.options.series_rows)
         return raised
 
     # ---------------------------------------------------------------- reading

@@ -44,8 +44,8 @@ class Calibration:
         ph_delta: accuracy drop (as a fraction) the Page-Hinkley detector tolerates.
     """
 
-    window: int = 300
-    step: int = 100
+    window: int = 400
+    step: int = 200
     horizon: int = 10_000
     fa_rate: float = 0.01
     streams: int = 400
