@@ -444,6 +444,11 @@ def copy_recommended(run_dir: Path | str, run: RunRecord, rec: dict[str, Any]) -
             candidate=cand.name, device=profile.name, description=profile.description,
             priority=rec["priority"], reasons="\n".join(f"- {r}" for r in rec["reasons"]),
             threads=profile.threads, artifact=src.name, runtime=profile.runtime or "ONNX Runtime"))
+        from edgeshrink.monitor.handover import write_monitor_files  # monitor-profile.json
+
+        base = run.baseline
+        write_monitor_files(run_dir, cand.name, cand.artifact, base and base.name,
+                            base and base.artifact, tmp)
         dest, old = run_dir / "recommended", run_dir / ".recommended.old"
         shutil.rmtree(old, ignore_errors=True)
         if dest.exists():

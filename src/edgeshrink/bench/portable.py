@@ -1,8 +1,9 @@
 """A single-file copy of ``edgeshrink bench`` for a device: a zipapp (PEP 441).
 
-It holds ``edgeshrink/__init__.py``, ``edgeshrink/errors.py`` and ``edgeshrink/bench/``,
-nothing else, so it runs wherever numpy and onnxruntime are installed:
-``python3 edgeshrink-bench.pyz model.onnx --threads 4``.
+It holds ``edgeshrink/__init__.py``, ``edgeshrink/errors.py``, ``edgeshrink/bench/`` and
+``edgeshrink/monitor/``, nothing else, so it runs wherever numpy and onnxruntime are
+installed: ``python3 edgeshrink-bench.pyz model.onnx --threads 4`` benchmarks, and
+``python3 edgeshrink-bench.pyz monitor run model.onnx ...`` monitors.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ __all__ = ["write_pyz", "PORTABLE_FILES"]
 # Files of the package the bench path needs, relative to the edgeshrink package folder.
 PORTABLE_FILES = ("__init__.py", "errors.py")
 _HOST_ONLY = ("merge.py",)  # imports edgeshrink.results: used on the host only
-_MAIN = "import sys\nfrom edgeshrink.bench.cli import main\nsys.exit(main())\n"
+_PACKAGES = ("bench", "monitor")  # sub-packages that run on the device
+_MAIN = """import sys
+if sys.argv[1:2] == ["monitor"]:
+    from edgeshrink.monitor.cli import main
+    sys.exit(main(sys.argv[2:]))
+from edgeshrink.bench.cli import main
+sys.exit(main())
+"""
 
 
 def write_pyz(path: str | os.PathLike) -> Path:
@@ -37,9 +45,10 @@ def write_pyz(path: str | os.PathLike) -> Path:
                 zf.writestr("__main__.py", _MAIN)
                 for name in PORTABLE_FILES:
                     zf.write(pkg / name, f"edgeshrink/{name}")
-                for src in sorted((pkg / "bench").glob("*.py")):
-                    if src.name not in _HOST_ONLY:
-                        zf.write(src, f"edgeshrink/bench/{src.name}")
+                for sub in _PACKAGES:
+                    for src in sorted((pkg / sub).glob("*.py")):
+                        if src.name not in _HOST_ONLY:
+                            zf.write(src, f"edgeshrink/{sub}/{src.name}")
         tmp.chmod(0o755)
         os.replace(tmp, path)
     except BaseException:

@@ -12,8 +12,12 @@ __all__ = ["register"]
 
 
 def report(
-    run: Path = typer.Argument(..., help="The study's folder, e.g. runs/demo."),
+    run: Path = typer.Argument(None, help="The study's folder, e.g. runs/demo."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the summary table."),
+    monitor: Path = typer.Option(None, metavar="STATE", help="A monitor's state file "
+                                 "(monitor.sqlite): also write its time series page."),
+    monitor_profile: Path = typer.Option(None, metavar="JSON", help="Its monitor-profile.json "
+                                         "(default: beside the state, or RUN/recommended/)."),
 ) -> None:
     """Write RUN/report.html: plots of the trade-off, every candidate, the recommendation."""
     from rich.console import Console
@@ -21,6 +25,16 @@ def report(
     from edgeshrink.report import print_summary, write_report
     from edgeshrink.results import load_run
 
+    if monitor is not None:
+        from edgeshrink.monitor.page import write_report_page
+
+        page = write_report_page(monitor, run, monitor_profile)
+        Console().print(f"monitor page: {page}", markup=False, highlight=False)
+        if run is None:
+            return
+    if run is None:
+        raise UserError("give the study's folder, e.g. `edgeshrink report runs/demo`, or "
+                        "--monitor STATE for a monitor's page.")
     if not run.is_dir():
         raise UserError(f"{run} is not a study folder: give the --out folder of `edgeshrink study`.")
     path = write_report(run)

@@ -57,6 +57,9 @@ def measure_artifact(
     else:
         outputs = onnx_outputs(art.path, task.eval)
     values = task.metric.all(outputs, task.eval.targets)
+    from edgeshrink.monitor.handover import save_reference_sample  # for recommended/'s profile
+
+    save_reference_sample(run_dir, spec.name, outputs, task.eval.targets)
     value = values.pop(task.metric.name)
     spread = record_intervals(  # per-sample results kept: paired intervals against the baseline
         run_dir, spec.name, per_sample_scores(task.metric, outputs, task.eval.targets),

@@ -1,0 +1,7 @@
+"""``python -m edgeshrink.monitor run MODEL ...`` (see ``edgeshrink.monitor.cli``)."""
+
+import sys
+
+from edgeshrink.monitor.cli import main
+
+sys.exit(main())
