@@ -86,7 +86,8 @@ class CompressorSpec:
         terms = [f"powersgd:{self.rank}"] if self.rank else []
         if self.density < 1.0:
             terms.append(f"topk:{self.density:g}")
-        terms.append(f"q{self.bits}" if self.values == "q" else self.values)
+        if self.values != "fp32" or not terms:
+            terms.append(f"q{self.bits}" if self.values == "q" else self.values)
         if self.values == "q" and self.bucket != 512:
             terms.append(f"bucket:{self.bucket}")
         return "+".join(terms)
