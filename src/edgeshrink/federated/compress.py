@@ -37,6 +37,9 @@ from edgeshrink.federated.wire import Frame, read_frame, write_frame
 __all__ = ["Layout", "Compressor", "decode_update", "UPLOAD", "DOWNLOAD", "lowrank_tensors"]
 
 UPLOAD, DOWNLOAD = 0, 1
+# Power iterations per round. PowerSGD runs one, warm-started from the last Q, over thousands
+# of steps; a federation has tens of rounds, so a cold start (random Q) gets a few more.
+POWER_ITERS, COLD_START_ITERS = 1, 4
 
 
 @dataclass(frozen=True)
@@ -119,7 +122,7 @@ class Compressor:
     def __init__(self, spec: str | CompressorSpec, layout: Layout, *, seed: int = 0,
                  direction: int = UPLOAD) -> None:
         self.spec, self.layout, self.direction = parse_spec(spec), layout, direction
-        self.rng = np.random.default_rng(seed)
+        self.seed, self.rng = seed, np.random.default_rng(seed)
         self.residual = np.zeros(layout.size, np.float32) if self.spec.ef else None
         self.velocity = np.zeros(layout.size, np.float32) if self.spec.momentum else None
         self.q: dict[int, np.ndarray] = {}
@@ -154,10 +157,12 @@ class Compressor:
                 continue
             m = t.reshape(plan[i])
             q = self.q.get(i)
+            iters = POWER_ITERS if q is not None else COLD_START_ITERS
             if q is None:
                 q = self.rng.standard_normal((plan[i][1], rank)).astype(np.float32)
-            p = np.linalg.qr(m @ q)[0].astype(np.float32)
-            q = (m.T @ p).astype(np.float32)
+            for _ in range(iters):
+                p = np.linalg.qr(m @ q)[0].astype(np.float32)
+                q = (m.T @ p).astype(np.float32)
             self.q[i] = q
             parts += [p.ravel(), q.ravel()]
         return np.concatenate(parts)

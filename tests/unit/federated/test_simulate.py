@@ -1,0 +1,103 @@
+"""The FedAvg simulation on real digits: it learns, bytes are the messages, bad ones are refused."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edgeshrink.errors import UserError
+from edgeshrink.federated import simulate as sim
+from edgeshrink.federated.data import load_task_data, split_clients
+from edgeshrink.federated.device import device_view
+from edgeshrink.federated.report import render_federated, summary_rows
+
+TINY = sim.FedConfig(task="digits", clients=4, rounds=6, alpha=None, hidden=32, local_steps=20,
+                     lr=0.3)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_task_data("digits")
+
+
+@pytest.fixture(scope="module")
+def result(digits, tmp_path_factory):
+    run = tmp_path_factory.mktemp("fed")
+    return run, sim.simulate(TINY, ["none", "q8", "stc:0.05"], run, data=digits)
+
+
+def test_a_tiny_federation_on_digits_learns_and_compression_keeps_it(result):
+    _, payload = result
+    rows = {r["compressor"]: r for r in summary_rows(payload)}
+    base = payload["runs"][0]["rounds"]
+    assert base[0]["accuracy"] < base[-1]["accuracy"] and base[-1]["accuracy"] > 85.0
+    assert rows["q8"]["drop"] < 2.0 and rows["q8"]["upload_ratio"] > 4.0
+    assert rows["topk:0.05+ternary+ef"]["accuracy"] > 60.0
+    assert rows["topk:0.05+ternary+ef"]["upload_ratio"] > 50.0
+
+
+def test_round_records_count_the_real_message_bytes(result, digits):
+    _, payload = result
+    fp32 = payload["runs"][0]
+    dense = fp32["dense_message_bytes"]
+    assert dense == 20 + len("fp32") + 4 + 4 * fp32["params"] + 4
+    for r in fp32["rounds"]:
+        assert r["bytes_up"] == r["clients"] * dense and r["refused"] == 0
+    first = payload["runs"][1]["rounds"][0]
+    assert first["bytes_down"] == first["clients"] * dense  # everyone downloads the model once
+    assert payload["runs"][1]["rounds"][-1]["cum_up"] == sum(r["bytes_up"] for r in payload["runs"][1]["rounds"])
+
+
+def test_results_are_json_in_the_run_folder_and_the_page_escapes_names(result):
+    run, payload = result
+    assert json.loads((run / sim.RESULTS_FILE).read_text()) == json.loads(json.dumps(payload))
+    evil = json.loads(json.dumps(payload))
+    evil["runs"][0]["compressor"] = "<script>alert(1)</script>"
+    html = render_federated(evil)
+    assert "<script>" not in html and "&lt;script&gt;" in html and "<svg" in html
+
+
+def test_a_corrupted_upload_is_refused_and_not_applied(digits, monkeypatch):
+    real = sim.Compressor.compress
+
+    def truncate_client_zero(self, update, round_=0):
+        msg, sent = real(self, update, round_)
+        cut = self.seed == 0 and self.direction == sim.UPLOAD  # client 0 of seed 0
+        return (msg[:-3] if cut else msg), sent
+
+    monkeypatch.setattr(sim.Compressor, "compress", truncate_client_zero)
+    cfg = sim.FedConfig(task="digits", clients=3, rounds=2, alpha=None, hidden=16, local_steps=5)
+    runs = sim.simulate(cfg, ["q8"], data=digits)["runs"][0]["rounds"]
+    assert [r["refused"] for r in runs] == [1, 1]
+    assert all(r["bytes_up"] > 0 for r in runs)
+
+
+def test_dirichlet_split_covers_every_sample_once_and_skews_classes():
+    y = np.repeat(np.arange(10), 200)
+    for alpha in (None, 0.1):
+        parts = split_clients(y, 10, alpha=alpha, seed=0)
+        assert np.array_equal(np.sort(np.concatenate(parts)), np.arange(len(y)))
+    def top2(parts):  # mean share of a client's samples in its two largest classes
+        return np.mean([np.sort(np.bincount(y[p], minlength=10))[-2:].sum() / len(p) for p in parts])
+
+    assert top2(split_clients(y, 10, alpha=0.1, seed=0)) > 0.7 > 0.3 > top2(split_clients(y, 10, alpha=None, seed=0))
+    with pytest.raises(UserError, match="clients need"):
+        split_clients(y[:50], 10, alpha=None, seed=0)
+
+
+def test_device_view_reports_upload_compute_and_memory(result):
+    _, payload = result
+    rows = {r["compressor"]: r for r in device_view(payload, "rpi4")}
+    assert rows["q8"]["upload_bytes_per_client_round"] < rows["fp32"]["upload_bytes_per_client_round"] / 3
+    assert rows["topk:0.05+ternary+ef"]["state_bytes"] == 4 * payload["runs"][0]["params"]
+    assert rows["fp32"]["state_bytes"] == 0 and all(r["encode_ms_estimate"] > 0 for r in rows.values())
+
+
+def test_the_codec_layer_imports_no_torch():
+    code = ("import sys, edgeshrink.federated, edgeshrink.federated.simulate, "
+            "edgeshrink.federated.dp; assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
