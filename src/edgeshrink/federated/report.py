@@ -16,7 +16,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_federated_report", "render_federated", "summary_rows", "REPORT_FILE"]
+__all__ = ["write_federated_report", "render_federated", "summary_rows", "accuracy_at_bytes",
+           "REPORT_FILE"]
 
 REPORT_FILE = "federated.html"
 COLORS = ("#444444", "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
@@ -26,6 +27,13 @@ W, H, PAD = 760, 420, 60
 
 def _e(v: Any) -> str:
     return escape(str(v), quote=True)
+
+
+def accuracy_at_bytes(run: dict[str, Any], budget: float, key: str = "cum_up") -> float:
+    """Accuracy a run had reached by the last round whose cumulative ``key`` bytes fit ``budget``
+    (its initial accuracy when not even one round fits)."""
+    reached = [r["accuracy"] for r in run["rounds"] if r[key] <= budget]
+    return reached[-1] if reached else run.get("initial_accuracy", float("nan"))
 
 
 def summary_rows(payload: dict[str, Any]) -> list[dict[str, Any]]:

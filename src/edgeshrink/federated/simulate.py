@@ -117,6 +117,7 @@ def run_one(spec: str, cfg: FedConfig, data: FedData, parts: list[np.ndarray], *
     rngs = [np.random.default_rng([cfg.seed, i]) for i in range(cfg.clients)]
     dp_rng, pick = np.random.default_rng([cfg.seed, 99]), np.random.default_rng([cfg.seed, 7])
     rounds, cum_up, cum_down = [], 0, 0
+    initial = accuracy(params, data.x_test, data.y_test)
     for t in range(cfg.rounds):
         t0 = time.perf_counter()
         chosen = np.sort(pick.choice(cfg.clients, cfg.per_round, replace=False))
@@ -155,6 +156,7 @@ def run_one(spec: str, cfg: FedConfig, data: FedData, parts: list[np.ndarray], *
         if on_round:
             on_round(rounds[-1])
     return {"compressor": str(spec_obj), "rounds": rounds, "params": layout.size,
+            "initial_accuracy": initial,
             "layout": [list(sh) for sh in layout.shapes],
             "state_bytes_per_client": comps[0].state_bytes,
             "dense_message_bytes": server.dense}
