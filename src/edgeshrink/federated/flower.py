@@ -80,12 +80,18 @@ def compression_mod(spec: str | CompressorSpec, *, seed: int = 0, arrays_key: st
         reply = call_next(msg, ctxt)
         if reply.has_error():
             return reply
+        if arrays_key not in reply.content.array_records:
+            return reply  # nothing to compress; the server refuses a reply without an update
         new = _numpy(reply.content[arrays_key])
+        if set(new) != set(start):
+            raise ValueError(f"the ClientApp replied with arrays {sorted(new)}, it received "
+                             f"{sorted(start)}: compression needs the same names.")
         layout = Layout.of(start.values())
         config = msg.content.config_records.get(config_key) or {}
         rnd = int(config.get("server-round", 0))
         comp = _restore(ctxt, spec, layout, [seed, ctxt.node_id, rnd])
-        blob, _ = comp.compress(layout.flatten(new.values()) - layout.flatten(start.values()), rnd)
+        update = layout.flatten([new[k] for k in start]) - layout.flatten(start.values())
+        blob, _ = comp.compress(update, rnd)
         _save(ctxt, comp)
         reply.content[arrays_key] = ArrayRecord(
             {UPDATE_KEY: Array(dtype="uint8", shape=(len(blob),), stype=STYPE, data=blob)})
