@@ -22,7 +22,7 @@ __all__ = ["write_federated_report", "render_federated", "summary_rows", "accura
 REPORT_FILE = "federated.html"
 COLORS = ("#444444", "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
           "#e377c2", "#17becf", "#bcbd22")
-W, H, PAD = 760, 420, 60
+W, H, PAD, LEGEND = 980, 420, 60, 260  # the legend sits in the right margin
 
 
 def _e(v: Any) -> str:
@@ -56,30 +56,37 @@ def summary_rows(payload: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _svg(runs: list[dict[str, Any]]) -> str:
-    pts = [(r["cum_up"] + r["cum_down"], r["accuracy"]) for run in runs for r in run["rounds"]]
+def _bytes(r: dict[str, Any], which: str) -> int:
+    return r["cum_up"] if which == "upload" else r["cum_up"] + r["cum_down"]
+
+
+def _svg(runs: list[dict[str, Any]], which: str) -> str:
+    pts = [(_bytes(r, which), r["accuracy"]) for run in runs for r in run["rounds"]]
     if not pts:
         return "<p>No rounds yet.</p>"
     xlo, xhi = math.log10(min(p[0] for p in pts)), math.log10(max(p[0] for p in pts))
     ylo, yhi = min(p[1] for p in pts), max(p[1] for p in pts)
     xhi, yhi = max(xhi, xlo + 1e-9), max(yhi, ylo + 1e-9)
-    sx = lambda v: PAD + (math.log10(v) - xlo) / (xhi - xlo) * (W - 2 * PAD)  # noqa: E731
+    sx = lambda v: PAD + (math.log10(v) - xlo) / (xhi - xlo) * (W - PAD - LEGEND)  # noqa: E731
     sy = lambda v: H - PAD - (v - ylo) / (yhi - ylo) * (H - 2 * PAD)  # noqa: E731
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" role="img" '
-           'aria-label="accuracy against cumulative bytes">',
-           f'<rect x="{PAD}" y="{PAD}" width="{W - 2 * PAD}" height="{H - 2 * PAD}" fill="none" stroke="#999"/>']
-    for e in range(math.ceil(xlo), math.floor(xhi) + 1):
-        out.append(f'<text x="{sx(10**e):.1f}" y="{H - PAD + 16}" font-size="11" text-anchor="middle">1e{e}</text>')
+           f'aria-label="accuracy against cumulative {which} bytes">',
+           f'<rect x="{PAD}" y="{PAD}" width="{W - PAD - LEGEND}" height="{H - 2 * PAD}" fill="none" stroke="#999"/>']
+    for e in range(math.floor(xlo), math.ceil(xhi) + 1):
+        for m in (1, 2, 5):
+            if xlo - 1e-9 <= math.log10(m * 10**e) <= xhi + 1e-9:
+                out.append(f'<text x="{sx(m * 10**e):.1f}" y="{H - PAD + 16}" font-size="11" '
+                           f'text-anchor="middle">{m}e{e}</text>')
     for v in (ylo, (ylo + yhi) / 2, yhi):
         out.append(f'<text x="{PAD - 6}" y="{sy(v):.1f}" font-size="11" text-anchor="end">{v:.1f}</text>')
-    out.append(f'<text x="{W / 2}" y="{H - 12}" font-size="12" text-anchor="middle">cumulative bytes '
-               f'up + down (log)</text><text x="14" y="{H / 2}" font-size="12" transform="rotate(-90 14 '
+    out.append(f'<text x="{(W - LEGEND + PAD) / 2}" y="{H - 12}" font-size="12" text-anchor="middle">cumulative {which} '
+               f'bytes (log)</text><text x="14" y="{H / 2}" font-size="12" transform="rotate(-90 14 '
                f'{H / 2})" text-anchor="middle">test accuracy %</text>')
     for i, run in enumerate(runs):
         c = COLORS[i % len(COLORS)]
-        line = " ".join(f"{sx(r['cum_up'] + r['cum_down']):.1f},{sy(r['accuracy']):.1f}" for r in run["rounds"])
+        line = " ".join(f"{sx(_bytes(r, which)):.1f},{sy(r['accuracy']):.1f}" for r in run["rounds"])
         out.append(f'<polyline points="{line}" fill="none" stroke="{c}" stroke-width="2"/>')
-        out.append(f'<text x="{W - PAD + 4}" y="{PAD + 14 * i + 10}" font-size="11" fill="{c}">'
+        out.append(f'<text x="{W - LEGEND + 8}" y="{PAD + 14 * i + 10}" font-size="11" fill="{c}">'
                    f"{_e(run['compressor'])}</text>")
     return "\n".join(out) + "</svg>"
 
@@ -110,10 +117,13 @@ def render_federated(payload: dict[str, Any]) -> str:
         "<style>body{font-family:sans-serif;margin:2em;max-width:1000px}table{border-collapse:"
         "collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
         "</style></head><body><h1>Federated learning: accuracy vs bytes on the wire</h1>"
-        f"{_svg([r for r in payload['runs'] if r['rounds']])}"
+        f"{_svg([r for r in payload['runs'] if r['rounds']], 'upload')}"
+        f"{_svg([r for r in payload['runs'] if r['rounds']], 'total (up + down)')}"
         "<h2>Compressors</h2><p>Ratios are against the first row (bytes of real messages: header, "
         f"body and CRC).</p>{table}"
-        + (f"<h2>Device view</h2><p>Compute figures labelled estimate are roofline estimates.</p>{dev}"
+        + (f"<h2>Device view</h2><p>Encode time measured on this host and scaled to the device "
+           f"by the profiles' per-core compute and bandwidth ratios (an estimate); memory is the "
+           f"state a client keeps between rounds and one encode's buffers.</p>{dev}"
            if dev else "")
         + f"<h2>Settings</h2>{cfg}</body></html>\n"
     )
