@@ -88,7 +88,7 @@ class _Server:
         self.x, self.held = x0.copy(), x0.copy()
         spec = replace(parse_spec(cfg.download), ef=False, momentum=0.0)  # EF is built in
         self.down = Compressor(spec, layout, seed=cfg.seed, direction=DOWNLOAD)
-        self.dense = len(Compressor("none", layout).compress(x0)[0])
+        self.dense = len(Compressor("none", layout, direction=DOWNLOAD).compress(x0)[0])
         self.sizes: list[int] = []
         self.synced: dict[int, int] = {}
 

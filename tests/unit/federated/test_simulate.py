@@ -101,3 +101,25 @@ def test_the_codec_layer_imports_no_torch():
     code = ("import sys, edgeshrink.federated, edgeshrink.federated.simulate, "
             "edgeshrink.federated.dp; assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_dp_clips_and_noises_each_update_before_compression(digits, monkeypatch):
+    from edgeshrink.federated.dp import privatize
+
+    g = np.full(10_000, 0.1, np.float32)
+    clipped = privatize(g, clip=1.0, noise=0.0, rng=np.random.default_rng(0))
+    assert abs(float(np.linalg.norm(clipped)) - 1.0) < 1e-5
+    noised = privatize(g, clip=1.0, noise=0.5, rng=np.random.default_rng(0))
+    assert abs(float(np.std(noised - clipped)) - 0.5) < 0.02
+    seen, real = [], sim.Compressor.compress
+
+    def record(self, update, round_=0):
+        if self.direction == sim.UPLOAD:
+            seen.append(float(np.linalg.norm(update)))
+        return real(self, update, round_)
+
+    monkeypatch.setattr(sim.Compressor, "compress", record)
+    cfg = sim.FedConfig(task="digits", clients=2, rounds=2, alpha=None, hidden=16, local_steps=5,
+                        dp_clip=0.01)
+    sim.simulate(cfg, ["topk:0.1+ef"], data=digits)
+    assert len(seen) == 4 and max(seen) <= 0.01 + 1e-6  # the compressor only sees clipped updates
