@@ -123,3 +123,22 @@ def test_dp_clips_and_noises_each_update_before_compression(digits, monkeypatch)
                         dp_clip=0.01)
     sim.simulate(cfg, ["topk:0.1+ef"], data=digits)
     assert len(seen) == 4 and max(seen) <= 0.01 + 1e-6  # the compressor only sees clipped updates
+
+
+def test_a_client_that_missed_broadcasts_downloads_them_all_or_the_dense_model():
+    from edgeshrink.federated.compress import Layout
+
+    layout = Layout(((50, 20), (50,)))
+    server = sim._Server(np.zeros(layout.size, np.float32),
+                         sim.FedConfig(task="digits", download="topk:0.1"), layout)
+    server.broadcast(0)
+    assert server.download_bytes(0, 0) == server.dense  # first contact: the dense model
+    for t in range(1, 4):
+        server.x = server.x + np.float32(0.01 * t)
+        server.broadcast(t)
+    assert server.download_bytes(0, 3) == sum(server.sizes[1:4]) < server.dense
+    server.sizes[3] = 10 * server.dense
+    assert server.download_bytes(1, 3) == server.dense
+    for t in range(4, 14):  # the model stops moving: what was not sent goes out later
+        server.broadcast(t)
+    np.testing.assert_allclose(server.held, server.x, rtol=0, atol=1e-6)
