@@ -35,13 +35,18 @@ def _nbytes(bits: int) -> int:
     return (bits + 7) // 8
 
 
+def _container(width: int) -> np.dtype:
+    """The smallest big-endian unsigned type that holds ``width`` bits."""
+    return np.dtype(">u" + str(next(b for b in (1, 2, 4, 8) if 8 * b >= width)))
+
+
 def pack_fixed(values: np.ndarray, width: int) -> bytes:
     """``values`` (unsigned, each < 2**width) as ``width``-bit big-endian fields, MSB first."""
     if width == 0 or len(values) == 0:
         return b""
-    v = values.astype(np.uint64)
-    shifts = np.arange(width - 1, -1, -1, dtype=np.uint64)
-    bits = ((v[:, None] >> shifts) & np.uint64(1)).astype(np.uint8)
+    dt = _container(width)
+    raw = np.ascontiguousarray(values, dtype=dt).view(np.uint8).reshape(len(values), dt.itemsize)
+    bits = np.unpackbits(raw, axis=1)[:, 8 * dt.itemsize - width:]
     return np.packbits(bits.ravel()).tobytes()
 
 
@@ -51,20 +56,22 @@ def unpack_fixed(blob: bytes, count: int, width: int) -> np.ndarray:
         raise WireError(f"packed field is {len(blob)} bytes, expected {_nbytes(count * width)}.")
     if width == 0 or count == 0:
         return np.zeros(count, dtype=np.uint64)
+    dt = _container(width)
     bits = np.unpackbits(np.frombuffer(blob, dtype=np.uint8), count=count * width)
-    weights = np.uint64(1) << np.arange(width - 1, -1, -1, dtype=np.uint64)
-    return bits.reshape(count, width).astype(np.uint64) @ weights
+    full = np.zeros((count, 8 * dt.itemsize), dtype=np.uint8)
+    full[:, 8 * dt.itemsize - width:] = bits.reshape(count, width)
+    return np.packbits(full, axis=1).view(dt).ravel().astype(np.uint64)
 
 
 def zigzag(levels: np.ndarray) -> np.ndarray:
     """Signed integers to unsigned (0, -1, 1, -2, ... -> 0, 1, 2, 3, ...)."""
     s = levels.astype(np.int64)
-    return np.where(s >= 0, 2 * s, -2 * s - 1).astype(np.uint64)
+    return ((s << 1) ^ (s >> 63)).astype(np.uint64)
 
 
 def unzigzag(u: np.ndarray) -> np.ndarray:
     u = u.astype(np.int64)
-    return np.where(u % 2 == 0, u // 2, -(u + 1) // 2)
+    return (u >> 1) ^ -(u & 1)
 
 
 def total_unary_bits(u: np.ndarray, k: int) -> int:
