@@ -86,6 +86,11 @@ def rice_bits(u: np.ndarray, k: int) -> int:
 
 def best_rice_k(u: np.ndarray, max_k: int) -> int:
     """The Rice parameter in [0, max_k] that codes ``u`` in the fewest bits."""
+    if len(u) and int(u.max()) < 1 << 16:  # small alphabet (quantization levels): one histogram
+        counts = np.bincount(u.astype(np.int64))
+        values = np.arange(len(counts), dtype=np.int64)
+        costs = [int(counts @ (values >> k)) + len(u) * (k + 1) for k in range(max_k + 1)]
+        return int(np.argmin(costs))
     return min(range(max_k + 1), key=lambda k: rice_bits(u, k))
 
 

@@ -223,3 +223,13 @@ def test_spec_parsing_is_canonical(text, canonical):
 def test_bad_specs_are_one_user_error(text, match):
     with pytest.raises(UserError, match=match):
         parse_spec(text)
+
+
+def test_best_rice_parameter_is_the_brute_force_minimum():
+    from edgeshrink.federated.bits import best_rice_k, rice_bits
+
+    rng = np.random.default_rng(0)
+    for p in (0.9, 0.3, 0.05, 0.002):
+        u = rng.geometric(p, 2000).astype(np.uint64)
+        k = best_rice_k(u, 24)
+        assert rice_bits(u, k) == min(rice_bits(u, j) for j in range(25))
