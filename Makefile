@@ -38,7 +38,7 @@ FLOWER_VENV := .venv-flower
 test-flower:
 	test -x $(FLOWER_VENV)/bin/pip || $(PY) -m venv --clear $(FLOWER_VENV)
 	$(FLOWER_VENV)/bin/pip install -q 'flwr==1.42.0' numpy pytest
-	PYTHONPATH=src $(FLOWER_VENV)/bin/python -m pytest -q --noconftest -p no:cacheprovider tests/unit/federated/test_flower.py
+	PYTHONPATH=src $(FLOWER_VENV)/bin/python -m pytest -q --noconftest -p no:cacheprovider tests/unit/federated/test_fed_flower.py
 
 # Peers measured side by side in the benchmark suite (not needed for CI).
 peers: setup
