@@ -106,6 +106,46 @@ class _Server:
         return self.dense if last is None else min(self.dense, sum(self.sizes[last + 1:t + 1]))
 
 
+class _Clients:
+    """Every client's data, RNG and compressor; one round of local training and upload."""
+
+    def __init__(self, spec, cfg: FedConfig, data: FedData, parts, layout: Layout) -> None:
+        self.spec, self.cfg, self.data, self.parts, self.layout = spec, cfg, data, parts, layout
+        self.comps = [Compressor(spec, layout, seed=cfg.seed * 7919 + i) for i in range(cfg.clients)]
+        self.rngs = [np.random.default_rng([cfg.seed, i]) for i in range(cfg.clients)]
+        self.dp_rng = np.random.default_rng([cfg.seed, 99])
+
+    def upload(self, i: int, held: np.ndarray, t: int) -> tuple[bytes, float]:
+        """Client ``i`` trains from ``held``; its message and the seconds encoding took."""
+        cfg, idx = self.cfg, self.parts[i]
+        new = sgd_steps(self.layout.unflatten(held), self.data.x_train[idx], self.data.y_train[idx],
+                        steps=cfg.local_steps, batch=cfg.batch, lr=cfg.lr, rng=self.rngs[i])
+        g = self.layout.flatten(new) - held
+        if cfg.dp_clip:  # DP first: compression only post-processes the noised update
+            g = privatize(g, clip=cfg.dp_clip, noise=cfg.dp_noise, rng=self.dp_rng)
+        t0 = time.perf_counter()
+        msg, _ = self.comps[i].compress(g, t)
+        return msg, time.perf_counter() - t0
+
+    def round(self, chosen, held: np.ndarray, t: int) -> dict[str, Any]:
+        """The sample-weighted mean of the decoded updates; refused messages are left out."""
+        total, weight, up, enc_s, refused = np.zeros(self.layout.size, np.float64), 0, 0, 0.0, 0
+        for i in chosen:
+            msg, secs = self.upload(int(i), held, t)
+            enc_s += secs
+            try:
+                update = decode_update(msg, self.spec, self.layout, direction=UPLOAD)
+            except WireError:
+                refused += 1
+                continue
+            total += len(self.parts[i]) * update
+            weight += len(self.parts[i])
+            up += len(msg)
+        mean = total / weight if weight else None
+        return {"mean": mean, "bytes_up": up, "refused": refused,
+                "encode_ms_per_client": 1e3 * enc_s / len(chosen)}
+
+
 def run_one(spec: str, cfg: FedConfig, data: FedData, parts: list[np.ndarray], *,
             on_round=None) -> dict[str, Any]:
     """Train ``cfg.rounds`` rounds with one upload compressor; returns its per-round records."""
@@ -113,52 +153,31 @@ def run_one(spec: str, cfg: FedConfig, data: FedData, parts: list[np.ndarray], *
     params = init_mlp(data.inputs, cfg.hidden, int(data.y_train.max()) + 1, seed=cfg.seed)
     layout = Layout.of(params)
     server = _Server(layout.flatten(params), cfg, layout)
-    comps = [Compressor(spec_obj, layout, seed=cfg.seed * 7919 + i) for i in range(cfg.clients)]
-    rngs = [np.random.default_rng([cfg.seed, i]) for i in range(cfg.clients)]
-    dp_rng, pick = np.random.default_rng([cfg.seed, 99]), np.random.default_rng([cfg.seed, 7])
+    clients = _Clients(spec_obj, cfg, data, parts, layout)
+    pick = np.random.default_rng([cfg.seed, 7])
     rounds, cum_up, cum_down = [], 0, 0
-    initial = accuracy(params, data.x_test, data.y_test)
     for t in range(cfg.rounds):
         t0 = time.perf_counter()
         chosen = np.sort(pick.choice(cfg.clients, cfg.per_round, replace=False))
         server.broadcast(t)
-        start = layout.unflatten(server.held)
         down = sum(server.download_bytes(int(i), t) for i in chosen)
-        total, weight, up, enc_s, refused = np.zeros(layout.size, np.float64), 0, 0, 0.0, 0
-        for i in chosen:
-            idx = parts[i]
-            new = sgd_steps(start, data.x_train[idx], data.y_train[idx], steps=cfg.local_steps,
-                            batch=cfg.batch, lr=cfg.lr, rng=rngs[i])
-            g = layout.flatten(new) - server.held
-            if cfg.dp_clip:
-                g = privatize(g, clip=cfg.dp_clip, noise=cfg.dp_noise, rng=dp_rng)
-            te = time.perf_counter()
-            msg, _ = comps[i].compress(g, t)
-            enc_s += time.perf_counter() - te
-            try:
-                update = decode_update(msg, spec_obj, layout, direction=UPLOAD)
-            except WireError:
-                refused += 1
-                continue
-            total += len(idx) * update
-            weight += len(idx)
-            up += len(msg)
-        if weight:
-            server.x = (server.x + total / weight).astype(np.float32)
-        cum_up, cum_down = cum_up + up, cum_down + down
+        res = clients.round(chosen, server.held, t)
+        mean = res.pop("mean")
+        if mean is not None:
+            server.x = (server.x + mean).astype(np.float32)
+        cum_up, cum_down = cum_up + res["bytes_up"], cum_down + down
         rounds.append({
             "round": t + 1, "accuracy": accuracy(layout.unflatten(server.x), data.x_test, data.y_test),
-            "bytes_up": up, "bytes_down": down, "cum_up": cum_up, "cum_down": cum_down,
-            "clients": len(chosen), "refused": refused, "density": spec_obj.density_at(t),
-            "encode_ms_per_client": 1e3 * enc_s / len(chosen),
-            "wall_s": time.perf_counter() - t0,
+            "bytes_up": res["bytes_up"], "bytes_down": down, "cum_up": cum_up, "cum_down": cum_down,
+            "clients": len(chosen), "refused": res["refused"], "density": spec_obj.density_at(t),
+            "encode_ms_per_client": res["encode_ms_per_client"], "wall_s": time.perf_counter() - t0,
         })
         if on_round:
             on_round(rounds[-1])
     return {"compressor": str(spec_obj), "rounds": rounds, "params": layout.size,
-            "initial_accuracy": initial,
+            "initial_accuracy": accuracy(params, data.x_test, data.y_test),
             "layout": [list(sh) for sh in layout.shapes],
-            "state_bytes_per_client": comps[0].state_bytes,
+            "state_bytes_per_client": clients.comps[0].state_bytes,
             "dense_message_bytes": server.dense}
 
 
