@@ -89,8 +89,9 @@ def _run(cfg, specs: list[str], out: Path, device: str | None, console) -> None:
         payload["device"] = device_view(payload, device)
         write_results(out, payload)
     table = Table(title=f"{cfg.task}: {cfg.clients} clients, {cfg.rounds} rounds")
-    for col in ("compressor", "accuracy %", "drop pt", "upload bytes", "upload ratio", "refused"):
-        table.add_column(col)
+    table.add_column("compressor", overflow="fold", min_width=12)
+    for col in ("accuracy %", "drop pt", "upload bytes", "upload ratio", "refused"):
+        table.add_column(col, justify="right")
     for r in summary_rows(payload):
         table.add_row(r["compressor"], f"{r['accuracy']:.2f}", f"{r['drop']:+.2f}",
                       f"{r['upload_bytes']:,}", f"{r['upload_ratio']:.1f}x", str(r["refused"]))
