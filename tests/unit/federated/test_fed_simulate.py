@@ -142,3 +142,14 @@ def test_a_client_that_missed_broadcasts_downloads_them_all_or_the_dense_model()
     for t in range(4, 14):  # the model stops moving: what was not sent goes out later
         server.broadcast(t)
     np.testing.assert_allclose(server.held, server.x, rtol=0, atol=1e-6)
+
+
+def test_client_sampling_trains_a_fraction_and_counts_catch_up_downloads(digits):
+    cfg = sim.FedConfig(task="digits", clients=4, rounds=4, fraction=0.5, alpha=None, hidden=16,
+                        local_steps=3, download="q8")
+    run = sim.simulate(cfg, ["q8"], data=digits)["runs"][0]
+    assert [r["clients"] for r in run["rounds"]] == [2, 2, 2, 2]
+    dense = run["dense_message_bytes"]
+    assert run["rounds"][0]["bytes_down"] == 2 * dense  # both first contacts get the dense model
+    assert all(0 < r["bytes_down"] <= 2 * dense for r in run["rounds"])
+    assert sum(r["bytes_down"] for r in run["rounds"]) < 8 * dense  # later syncs are compressed
