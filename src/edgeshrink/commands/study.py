@@ -28,6 +28,8 @@ def study(
         None, help="default, pruning, quantization, pretrained, full, or a YAML file "
         "{name: [configs]}."),
     resume: bool = typer.Option(False, help="Keep finished candidates of a previous run in OUT."),
+    force: bool = typer.Option(False, help="Replace the run in OUT (only the files it wrote), or "
+                               "write into a non-empty folder that holds no run."),
     threads: str = typer.Option("1,2", help="Thread counts to time at batch 1 (largest is primary)."),
     finetune_epochs: int = typer.Option(3, min=0, help="Epochs of retraining after pruning."),
     sensitivity: bool = typer.Option(
@@ -51,7 +53,7 @@ def study(
     from edgeshrink.report.terminal import print_summary
     from edgeshrink.results import load_run
     from edgeshrink.study import resolve_plan, run_study
-    from edgeshrink.study.runner import clean_run_dir
+    from edgeshrink.study.rundir import RunFolder, check_out_dir
     from edgeshrink.task import load_task
 
     thread_counts = _threads(threads)
@@ -70,24 +72,25 @@ def study(
             load_bench_json(path)  # a missing or foreign file fails now, not after the study
     if plan and plan.endswith((".yaml", ".yml")):
         resolve_plan(plan, None)  # a bad plan file fails before the model is loaded
+    check_out_dir(out, resume=resume, force=force)
     console = Console(stderr=True)
     with console.status(f"loading {task} (training it on first use)"):
         the_task = load_task(task)
     specs = resolve_plan(plan, the_task, finetune_epochs=finetune_epochs)
-    if not resume:
-        clean_run_dir(out)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=console) as bar:
         job = bar.add_task("baseline", total=len(specs) + 1)
 
         def on_progress(name: str, step: str) -> None:
-            if step == "done":
+            if step.startswith("rebuilding"):
+                bar.console.print(f"{name}: {step}", markup=False, highlight=False)
+            elif step == "done":
                 bar.advance(job)
             else:
                 bar.update(job, description=f"{name}: {step}")
 
-        run = run_study(the_task, specs, out, resume=resume, threads=thread_counts,
+        run = run_study(the_task, specs, out, resume=resume, force=force, threads=thread_counts,
                         sensitivity=sensitivity, on_progress=on_progress)
     measured = None
     if bench_json:
@@ -104,6 +107,7 @@ def study(
             advice_error = exc
         run = load_run(out)
     report = write_report(out)
+    RunFolder.existing(out).adopt_all()  # report, hand-over: files --force may replace later
     print_summary(run, Console())
     Console().print(
         f"\nresults: {out / 'results.json'}   artifacts: {out / 'artifacts'}/   report: {report}",

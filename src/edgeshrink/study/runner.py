@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +31,7 @@ from edgeshrink.measure.model_stats import (
 from edgeshrink.results import CandidateRecord, RunRecord, pareto_front, save_run
 from edgeshrink.study.machine import machine_info
 from edgeshrink.study.plan import CandidateSpec, family_of, sparsity_kind_of
+from edgeshrink.study.rundir import RunFolder, model_fingerprint
 from edgeshrink.task import Task
 from edgeshrink.transforms import Artifact, TransformContext, apply_recipe
 
@@ -99,11 +99,16 @@ def measure_artifact(
     )
 
 
-def _reusable(run: RunRecord, spec: CandidateSpec, run_dir: Path) -> CandidateRecord | None:
+def _reusable(run: RunRecord, spec: CandidateSpec, folder: RunFolder,
+              note: Callable[[str], None] | None) -> CandidateRecord | None:
+    """The previous record of ``spec`` if every file it wrote still has its recorded sha256."""
     for rec in run.all_candidates():
-        same = rec.name == spec.name and rec.recipe == spec.recipe_dicts()
-        if same and (run_dir / rec.artifact).is_file():
-            return rec
+        if rec.name == spec.name and rec.recipe == spec.recipe_dicts():
+            why = folder.verify(spec.name)
+            if why is None:
+                return rec
+            if note:
+                note(f"rebuilding: {why}")
     return None
 
 
@@ -120,6 +125,7 @@ def run_study(
     out: Path | str,
     *,
     resume: bool = False,
+    force: bool = False,
     threads: tuple[int, ...] = (1, 2),
     budget_s: float = 1.0,
     sensitivity: bool = False,
@@ -130,14 +136,17 @@ def run_study(
     ``budget_s`` is the timing budget per thread count (after warm-up, at least 50 runs).
     ``sensitivity`` adds the per-layer scans of :func:`sensitivity_scan` to the record.
     ``on_progress(candidate, step)`` is called as work advances (the CLI draws a bar).
-    ``results.json`` is rewritten after every candidate.
+    ``results.json`` is rewritten after every candidate. ``out`` must be new, empty, or a
+    run of the same task (``resume`` continues it, ``force`` replaces it): see
+    :mod:`edgeshrink.study.rundir`.
     """
-    from edgeshrink.results import load_run
-
     run_dir = Path(out)
+    folder = RunFolder.open(run_dir, task.name, model_fingerprint(task.model), resume=resume,
+                            force=force)
+    folder.check_collisions(s.name for s in plan)
     art_dir = run_dir / "artifacts"
     art_dir.mkdir(parents=True, exist_ok=True)
-    previous = load_run(run_dir) if resume and (run_dir / "results.json").is_file() else None
+    previous = _previous_run(folder, on_progress) if resume else None
     run = RunRecord(
         task=task.name,
         metric={"name": task.metric.name, "unit": task.metric.unit,
@@ -153,8 +162,10 @@ def run_study(
     specs = [CandidateSpec(BASELINE, ())] + list(plan)
     for spec in specs:
         note = (lambda step, n=spec.name: on_progress(n, step)) if on_progress else None
-        rec = _reusable(previous, spec, run_dir) if previous else None
-        if rec is None:
+        rec = _reusable(previous, spec, folder, note) if previous else None
+        before = folder.snapshot()
+        built = rec is None
+        if built:
             try:
                 art, seconds = _build(spec, task, art_dir, note)
             except Exception as exc:
@@ -166,7 +177,8 @@ def run_study(
                 error = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
                 run.failed.append({"name": spec.name, "recipe": spec.recipe_dicts(),
                                    "error": error})
-                save_run(run, run_dir)
+                folder.record_new(None, before)
+                _save(run, folder)
                 if on_progress:
                     on_progress(spec.name, "done")
                 continue
@@ -182,10 +194,33 @@ def run_study(
             run.candidates.append(rec)
         run.pareto = pareto_front(run.all_candidates(),
                                   higher_is_better=task.metric.higher_is_better)
-        save_run(run, run_dir)
+        if built:  # hashes before results.json: a kill in between only costs a rebuild
+            folder.record_new(spec.name, before)
+        _save(run, folder)
         if on_progress:
             on_progress(spec.name, "done")
     return run
+
+
+def _previous_run(folder: RunFolder, on_progress) -> RunRecord | None:
+    """The run to resume: its results.json, if it is the one the study wrote last."""
+    from edgeshrink.bench.session import sha256_file
+    from edgeshrink.results import load_run
+
+    path = folder.path / "results.json"
+    if not path.is_file():
+        return None
+    if sha256_file(path) != folder.files.get("results.json"):
+        if on_progress:
+            on_progress("results.json", "rebuilding every candidate: it does not match the "
+                        "sha256 recorded when it was written")
+        return None
+    return load_run(folder.path)
+
+
+def _save(run: RunRecord, folder: RunFolder) -> None:
+    save_run(run, folder.path)
+    folder.record(None, ["results.json"])
 
 
 def sensitivity_scan(task: Task) -> dict:
@@ -202,13 +237,3 @@ def sensitivity_scan(task: Task) -> dict:
         "sparsity": scan(task.model, task)["sparsity"],
         "bits": layer_sensitivity(task.model, task.calibration, task.metric),
     }
-
-
-def clean_run_dir(run_dir: Path) -> None:
-    """Remove a previous run's results and artifacts (a fresh, non-resumed study)."""
-    for name in ("results.json", "artifacts", "recommended", "report.html"):
-        target = run_dir / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
