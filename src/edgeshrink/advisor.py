@@ -28,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,7 @@ from typing import Any
 from edgeshrink.config import check_choice
 from edgeshrink.devices import PRIORITIES, Profile, load_profile
 from edgeshrink.devices.estimate import estimate, workload_from_candidate
-from edgeshrink.errors import UserError
+from edgeshrink.errors import NoCandidateError, UserError
 from edgeshrink.results import CandidateRecord, RunRecord
 
 __all__ = ["Constraints", "parse_size", "parse_latency", "recommend", "copy_recommended",
@@ -111,8 +112,10 @@ class Constraints:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if value is not None and (f.name != "max_drop" and value <= 0 or value < 0):
-                raise UserError(f"{f.name} must be positive, got {value}.")
+            if value is not None and (not math.isfinite(value) or value < 0
+                                      or f.name != "max_drop" and value <= 0):
+                low = "a finite number >= 0" if f.name == "max_drop" else "a positive finite number"
+                raise UserError(f"{f.name} must be {low}, got {value}.")
 
     @classmethod
     def from_text(cls, *, max_size=None, max_latency=None, max_drop=1.0,
@@ -236,7 +239,7 @@ def _no_candidate(figs: list[_Figures], fitting: list[_Figures], cons: Constrain
                   profile: Profile) -> UserError:
     if not fitting:
         small = min(figs, key=lambda f: f.ram_bytes)
-        return UserError(f"no candidate fits in the memory of {profile.name}: the nearest, "
+        return NoCandidateError(f"no candidate fits in the memory of {profile.name}: the nearest, "
                          f"{small.rec.name}, does not because {_memory_reason(small, profile)}; "
                          "prune or quantize harder, or pick a larger device.")
     alone = [k for k in ("max_size", "max_latency", "max_drop", "max_energy")
@@ -250,7 +253,7 @@ def _no_candidate(figs: list[_Figures], fitting: list[_Figures], cons: Constrain
     misses = "; ".join(_fmt_violation(k, *v) for k, v in _violations(near, cons).items())
     what = (f"{' and '.join(alone)} cannot be met by any candidate" if alone
             else "the constraints cannot be met together")
-    return UserError(f"no candidate meets the constraints on {profile.name}: {what}; the "
+    return NoCandidateError(f"no candidate meets the constraints on {profile.name}: {what}; the "
                      f"nearest candidate is {near.rec.name} ({misses}); relax that limit.")
 
 

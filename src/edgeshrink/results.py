@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -92,7 +93,9 @@ class CandidateRecord:
 
     @property
     def value(self) -> float:
-        return float(self.metric["value"])
+        """The metric; NaN where results.json holds null (a non-finite figure)."""
+        value = self.metric["value"]
+        return math.nan if value is None else float(value)
 
     @property
     def p50(self) -> float:
@@ -175,9 +178,29 @@ def atomic_write_text(path: Path | str, text: str) -> None:
 
 
 def save_run(run: RunRecord, run_dir: Path | str) -> Path:
+    """Write ``RUN/results.json`` as strict JSON (RFC 8259): a NaN or infinite figure is
+    written as null and named, with its value, in the top-level ``non_finite`` list."""
     path = Path(run_dir) / "results.json"
-    atomic_write_text(path, json.dumps(run.to_dict(), indent=2) + "\n")
+    reasons: list[dict[str, str]] = []
+    data = _finite(run.to_dict(), "", reasons)
+    if reasons:
+        data["non_finite"] = reasons
+    atomic_write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
     return path
+
+
+def _finite(value: Any, where: str, reasons: list[dict[str, str]]) -> Any:
+    """``value`` with every non-finite float replaced by None (and noted in ``reasons``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        reasons.append({"field": where, "value": repr(value),
+                        "reason": "not a finite number; JSON has no NaN or infinity"})
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v, f"{where}.{k}" if where else str(k), reasons)
+                for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v, f"{where}[{i}]", reasons) for i, v in enumerate(value)]
+    return value
 
 
 def load_run(run_dir: Path | str) -> RunRecord:

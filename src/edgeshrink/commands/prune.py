@@ -47,6 +47,8 @@ def build_recipe(method: str | None, sparsity: float | None, sets: list[str],
             raise UserError(f"recipe file {recipe_path} holds no transforms.")
     else:
         kinds = pruning_kinds()
+        if method is None:
+            raise UserError(f"prune needs --method (one of {', '.join(kinds)}) or --recipe FILE.")
         if method not in kinds:
             raise UserError(f"unknown pruning method {method!r}; choose one of {', '.join(kinds)}.")
         fields = {f.name for f in dataclasses.fields(CONFIGS[method])}

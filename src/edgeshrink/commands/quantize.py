@@ -33,6 +33,9 @@ def build_recipe(method: str | None, sets: list[str], recipe_path: Path | None) 
         recipe = recipe_from_yaml(recipe_path.read_text())
     else:
         kinds = family_kinds("quantization")
+        if method is None:
+            raise UserError(f"quantize needs --method (one of {', '.join(kinds)}) or --recipe "
+                            "FILE.")
         if method not in kinds:
             raise UserError(f"unknown quantization method {method!r}; choose one of "
                             f"{', '.join(kinds)}.")

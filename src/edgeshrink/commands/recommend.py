@@ -12,10 +12,14 @@ __all__ = ["register", "print_recommendation"]
 def recommend(
     run_dir: Path = typer.Argument(..., help="A study's folder (holding results.json)."),
     device: str = typer.Option(..., "--device", "-d", help="Profile name, alias or YAML path."),
-    max_size: str = typer.Option(None, help="Largest artifact, e.g. 200KB, 1.5MB."),
-    max_latency: str = typer.Option(None, help="Slowest batch-1 latency, e.g. 5ms, 250us."),
-    max_drop: float = typer.Option(1.0, help="Metric points the model may lose."),
-    max_energy: str = typer.Option(None, help="Energy per inference, e.g. 2mJ, 500uJ."),
+    max_size: str = typer.Option(None, help="Largest artifact, in bytes with a unit: 200KB, "
+                                 "1.5MB, 512KiB (KB = 1000 B, KiB = 1024 B)."),
+    max_latency: str = typer.Option(None, help="Slowest batch-1 latency, in ms, us or s: 5ms, "
+                                    "250us (a bare number is ms)."),
+    max_drop: float = typer.Option(1.0, help="Metric points the model may lose, in the metric's "
+                                   "unit (accuracy: percentage points)."),
+    max_energy: str = typer.Option(None, help="Energy per inference, in mJ, uJ or J: 2mJ, 500uJ "
+                                   "(a bare number is mJ)."),
     priority: str = typer.Option(
         None, help="accuracy, size, speed or energy (default: the device profile's)."),
     bench_json: list[Path] = typer.Option(
@@ -26,14 +30,19 @@ def recommend(
 
     Writes the recommendation into RUN/results.json, copies the artifact and a README to
     RUN/recommended/, and prints why. Nothing qualifies: says which constraint cannot be
-    met and the nearest candidate, exit code 2.
+    met and the nearest candidate, exit code 3.
     """
     from rich.console import Console
 
     from edgeshrink.advisor import Constraints, advise_run
+    from edgeshrink.config import check_choice
+    from edgeshrink.devices import PRIORITIES, load_profile
 
     cons = Constraints.from_text(max_size=max_size, max_latency=max_latency, max_drop=max_drop,
                                  max_energy=max_energy)
+    if priority is not None:
+        check_choice("--priority", priority, PRIORITIES)
+    load_profile(device)
     measured = None
     if bench_json:
         from edgeshrink.bench.merge import merge_device_benches

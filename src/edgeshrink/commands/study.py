@@ -35,11 +35,16 @@ def study(
     sensitivity: bool = typer.Option(
         False, help="Also scan per-layer sensitivity to sparsity and bit width (heat maps)."),
     device: str = typer.Option(None, help="Device profile to recommend for (`edgeshrink devices`)."),
-    max_size: str = typer.Option(None, help="Largest artifact on the device, e.g. 200KB."),
-    max_latency: str = typer.Option(None, help="Slowest batch-1 latency on the device, e.g. 5ms."),
-    max_drop: float = typer.Option(1.0, help="Metric points the model may lose."),
-    max_energy: str = typer.Option(None, help="Energy per inference on the device, e.g. 2mJ."),
-    priority: str = typer.Option(None, help="accuracy, size, speed or energy."),
+    max_size: str = typer.Option(None, help="Largest artifact on the device, in bytes with a "
+                                 "unit: 200KB, 1.5MB, 512KiB (KB = 1000 B, KiB = 1024 B)."),
+    max_latency: str = typer.Option(None, help="Slowest batch-1 latency on the device, in ms, "
+                                    "us or s: 5ms, 250us, 0.1s (a bare number is ms)."),
+    max_drop: float = typer.Option(1.0, help="Metric points the model may lose, in the metric's "
+                                   "unit (accuracy: percentage points, e.g. 1.0)."),
+    max_energy: str = typer.Option(None, help="Energy per inference on the device, in mJ, uJ or "
+                                   "J: 2mJ, 500uJ (a bare number is mJ)."),
+    priority: str = typer.Option(None, help="accuracy, size, speed or energy (default: the "
+                                 "device profile's)."),
     bench_json: list[Path] = typer.Option(
         None, help="`edgeshrink bench --json` files measured on the device: their latencies "
         "replace the local ones for the artifacts they cover (repeatable)."),
@@ -57,14 +62,8 @@ def study(
     from edgeshrink.task import load_task
 
     thread_counts = _threads(threads)
-    constraints = None
-    if device:
-        from edgeshrink.advisor import Constraints
-        from edgeshrink.devices import load_profile
-
-        load_profile(device)  # an unknown device fails now, not after the study
-        constraints = Constraints.from_text(max_size=max_size, max_latency=max_latency,
-                                            max_drop=max_drop, max_energy=max_energy)
+    constraints = _constraints(device, priority, max_size=max_size, max_latency=max_latency,
+                               max_drop=max_drop, max_energy=max_energy)
     if bench_json:
         from edgeshrink.bench.merge import load_bench_json
 
@@ -74,20 +73,25 @@ def study(
         resolve_plan(plan, None)  # a bad plan file fails before the model is loaded
     check_out_dir(out, resume=resume, force=force)
     console = Console(stderr=True)
+    log = not console.is_terminal  # a log file: plain lines, flushed, instead of a live bar
+    if log:
+        _log(f"loading {task}")
     with console.status(f"loading {task} (training it on first use)"):
         the_task = load_task(task)
     specs = resolve_plan(plan, the_task, finetune_epochs=finetune_epochs)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
-    with Progress(*columns, console=console) as bar:
+    with Progress(*columns, console=console, disable=log) as bar:
         job = bar.add_task("baseline", total=len(specs) + 1)
 
         def on_progress(name: str, step: str) -> None:
-            if step.startswith("rebuilding"):
+            if log:
+                _log(f"{name}: {step}")
+            elif step.startswith("rebuilding"):
                 bar.console.print(f"{name}: {step}", markup=False, highlight=False)
-            elif step == "done":
+            if step == "done":
                 bar.advance(job)
-            else:
+            elif not step.startswith("rebuilding"):
                 bar.update(job, description=f"{name}: {step}")
 
         run = run_study(the_task, specs, out, resume=resume, force=force, threads=thread_counts,
@@ -103,7 +107,7 @@ def study(
 
         try:
             advise_run(out, device, constraints, priority, measured=measured)
-        except UserError as exc:  # nothing fits: still show what was measured, then exit 2
+        except UserError as exc:  # nothing fits: still show what was measured, then exit 3
             advice_error = exc
         run = load_run(out)
     report = write_report(out)
@@ -115,6 +119,30 @@ def study(
     )
     if advice_error is not None:
         raise advice_error
+
+
+def _constraints(device, priority, **limits):
+    """Every limit and the priority checked now, with or without --device (a typo must not
+    cost a whole study); the Constraints the advisor gets when a device is named."""
+    from edgeshrink.advisor import Constraints
+    from edgeshrink.config import check_choice
+    from edgeshrink.devices import PRIORITIES, load_profile
+
+    constraints = Constraints.from_text(**limits)
+    if priority is not None:
+        check_choice("--priority", priority, PRIORITIES)
+    if device:
+        load_profile(device)  # an unknown device fails now, not after the study
+    return constraints if device else None
+
+
+def _log(text: str) -> None:
+    """One progress line for a non-interactive log, flushed so that a killed run's log shows
+    how far it got."""
+    import sys
+    import time
+
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
 def tasks() -> None:
