@@ -74,11 +74,11 @@ def study(
     check_out_dir(out, resume=resume, force=force)
     console = Console(stderr=True)
     log = not console.is_terminal  # a log file: plain lines, flushed, instead of a live bar
-    if log:
-        _log(f"loading {task}")
     with console.status(f"loading {task} (training it on first use)"):
         the_task = load_task(task)
     specs = resolve_plan(plan, the_task, finetune_epochs=finetune_epochs)
+    if log:  # not before: a bad --task stays a one-line error
+        _log(f"{task} loaded; {len(specs)} candidates to build into {out}")
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=console, disable=log) as bar:
