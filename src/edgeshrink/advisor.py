@@ -413,6 +413,14 @@ JSON measured on the device replaces them (`edgeshrink recommend RUN --device {d
 """
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#~])")
+
+
+def _md(text: str) -> str:
+    """``text`` as literal Markdown: names from models and plans may hold ``*``, ``<``, ..."""
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+
+
 def copy_recommended(run_dir: Path | str, run: RunRecord, rec: dict[str, Any]) -> Path:
     """Copy the recommended artifact to ``RUN/recommended/`` with a README for the device.
 
@@ -432,10 +440,14 @@ def copy_recommended(run_dir: Path | str, run: RunRecord, rec: dict[str, Any]) -
     profile = load_profile(rec["device"])
     tmp = Path(tempfile.mkdtemp(prefix=".recommended.", dir=run_dir))
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp's 0700 ignores the user's umask
         shutil.copy2(src, tmp / src.name)
         atomic_write_text(tmp / "README.md", _README.format(
-            candidate=cand.name, device=profile.name, description=profile.description,
-            priority=rec["priority"], reasons="\n".join(f"- {r}" for r in rec["reasons"]),
+            candidate=_md(cand.name), device=_md(profile.name),
+            description=_md(profile.description), priority=rec["priority"],
+            reasons="\n".join(f"- {_md(r)}" for r in rec["reasons"]),
             threads=profile.threads, artifact=src.name, runtime=profile.runtime or "ONNX Runtime"))
         dest, old = run_dir / "recommended", run_dir / ".recommended.old"
         shutil.rmtree(old, ignore_errors=True)

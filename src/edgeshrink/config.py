@@ -135,10 +135,14 @@ def recipe_to_yaml(recipe: list[Config]) -> str:
     return yaml.safe_dump([config_to_dict(c) for c in recipe], sort_keys=False)
 
 
-def recipe_from_yaml(text: str) -> list[Config]:
-    items = yaml.safe_load(text) or []
-    if not isinstance(items, list):
-        raise UserError("a recipe must be a YAML list of transform configs.")
+def recipe_from_yaml(text: str, what: str = "recipe") -> list[Config]:
+    """Configs from a YAML list of config dicts; ``what`` names the source in errors."""
+    from edgeshrink.userfiles import load_yaml
+
+    items = load_yaml(text, what) or []
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise UserError(f"{what} must be a YAML list of transform configs such as "
+                        "- {kind: int8_static}.")
     return [config_from_dict(item) for item in items]
 
 

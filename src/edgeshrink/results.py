@@ -15,6 +15,7 @@ import json
 import math
 import os
 import tempfile
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -211,9 +212,42 @@ def load_run(run_dir: Path | str) -> RunRecord:
     if not path.is_file():
         raise UserError(f"{path} does not exist: run `edgeshrink study --out DIR` first.")
     try:
-        return RunRecord.from_dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError, KeyError) as exc:
-        raise UserError(f"{path} is not a valid edgeshrink results file ({exc}).") from None
+        data = json.loads(path.read_bytes().decode("utf-8"))
+        if not isinstance(data, dict):
+            raise TypeError("the top level is not an object")
+        run = RunRecord.from_dict(data)
+        for i, rec in enumerate(run.all_candidates()):
+            _check_types(rec, f"candidate {i}")
+        _check_types(run, "run")
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+        detail = " ".join(str(exc).split())[:200]
+        raise UserError(f"{path} is not a valid edgeshrink results file ({detail}); rerun "
+                        "`edgeshrink study`.") from None
+    return run
+
+
+def _check_types(record: Any, where: str) -> None:
+    """Every field of a loaded record has the type its annotation names (a hand-edited or
+    foreign results.json fails here, not as a traceback in the advisor or the report)."""
+    import typing
+
+    for name, hint in typing.get_type_hints(type(record)).items():
+        value = getattr(record, name)
+        args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union,
+                                                                    types.UnionType) else (hint,)
+        kinds = tuple(typing.get_origin(a) or a for a in args)
+        kinds = tuple(k for k in kinds if isinstance(k, type))
+        if float in kinds:
+            kinds += (int,)
+        if kinds and not isinstance(value, kinds) or isinstance(value, bool) and bool not in kinds:
+            raise TypeError(f"{where}: {name} is {type(value).__name__}")
+    if isinstance(record, CandidateRecord):
+        for key, box in (("value", record.metric), ("p50", record.latency_ms)):
+            value = box.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise TypeError(f"{where}: {key} is {type(value).__name__}")
+        if "p50" not in record.latency_ms or "value" not in record.metric:
+            raise KeyError(f"{where}: metric.value or latency_ms.p50")
 
 
 # Objectives: (attribute getter, "max" or "min").
