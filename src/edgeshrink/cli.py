@@ -6,6 +6,7 @@ stderr and exit code 2; ``--debug`` shows the traceback instead.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import pkgutil
@@ -74,6 +75,13 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(130) from None
     except SystemExit:
         raise
+    except OSError as exc:
+        if debug or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" while writing {exc.filename}" if exc.filename else ""
+        print(f"error: no space left on the device{where}; files written before are intact: "
+              "free some space and run again (a study continues with --resume).", file=sys.stderr)
+        raise SystemExit(2) from None
     except Exception as exc:  # click usage errors carry their own exit code
         if _is_click(exc, "ClickException") and not debug:
             exc.show()

@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import math
 import os
@@ -30,6 +31,7 @@ __all__ = [
     "pareto_front",
     "atomic_write_text",
     "atomic_write_bytes",
+    "DiskFullError",
     "DEFAULT_OBJECTIVES",
 ]
 
@@ -160,18 +162,43 @@ class RunRecord:
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:
     """Write to a temporary file beside ``path``, then rename: readers never see half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise _unwritable(path, exc) from None
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make reports unshareable
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+            raise _unwritable(path, exc) from None
         raise
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFullError(UserError):
+    """A file could not be written for lack of space: no candidate can succeed after it."""
+
+
+def _unwritable(path: Path, exc: OSError) -> Exception:
+    """The one sentence for a file that cannot be written (a full disk above all)."""
+    if exc.errno in DISK_FULL:
+        return DiskFullError(f"no space left on the device holding {path}: it was not written and "
+                         "its previous version is intact; free some space and run again (a "
+                         "study continues with --resume).")
+    return UserError(f"cannot write {path} ({exc.strerror or exc}).")
 
 
 def atomic_write_text(path: Path | str, text: str) -> None:

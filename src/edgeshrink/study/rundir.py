@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ MANIFEST = "edgeshrink-run.json"
 _FORMAT = 1
 # Names a study writes whatever the plan; a foreign file there would be overwritten.
 _RESERVED = ("results.json", "report.html", "recommended")
+_TEMPORARY = re.compile(r"\.(.+)\.(?:[a-z0-9_]{8}|old)")  # tempfile.mkstemp's, the advisor's
 
 
 def model_fingerprint(model) -> str:
@@ -151,8 +153,25 @@ class RunFolder:
         else:
             folder.foreign = set(_files(out))
         out.mkdir(parents=True, exist_ok=True)
+        folder._sweep_temporaries()
         folder.save()
         return folder
+
+    def _sweep_temporaries(self) -> None:
+        """Remove what a killed write left: ``.NAME.xxxxxxxx`` beside a file of ours."""
+        import shutil
+
+        for path in list(self.path.rglob(".*")):
+            rel = path.relative_to(self.path).as_posix()
+            m = _TEMPORARY.fullmatch(path.name)
+            if rel in self.foreign or not m:
+                continue
+            if path.is_dir() and m.group(1) == "recommended":
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.is_file() and (m.group(1) in _RESERVED + (MANIFEST,) or (
+                    path.parent / m.group(1)).relative_to(self.path).as_posix() in self.files
+                    or path.parent.name == "artifacts"):
+                path.unlink()
 
     def _delete(self, names: Iterable[str]) -> None:
         for name in names:

@@ -28,7 +28,14 @@ from edgeshrink.measure.model_stats import (
     torch_outputs,
     weight_sparsity,
 )
-from edgeshrink.results import CandidateRecord, RunRecord, pareto_front, save_run
+from edgeshrink.results import (
+    DISK_FULL,
+    CandidateRecord,
+    DiskFullError,
+    RunRecord,
+    pareto_front,
+    save_run,
+)
 from edgeshrink.study.machine import machine_info
 from edgeshrink.study.plan import CandidateSpec, family_of, sparsity_kind_of
 from edgeshrink.study.rundir import RunFolder, model_fingerprint
@@ -152,7 +159,8 @@ def run_study(
         metric={"name": task.metric.name, "unit": task.metric.unit,
                 "higher_is_better": task.metric.higher_is_better},
         machine=machine_info(),
-        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        created=(previous.created if previous and previous.created  # resumed: same run
+                 else dt.datetime.now(dt.UTC).isoformat(timespec="seconds")),
     )
     if sensitivity:
         if on_progress:
@@ -171,6 +179,8 @@ def run_study(
             except Exception as exc:
                 if spec.name == BASELINE or os.environ.get("EDGESHRINK_DEBUG"):
                     raise
+                if isinstance(exc, DiskFullError) or getattr(exc, "errno", None) in DISK_FULL:
+                    raise  # the machine, not the method: every later candidate would fail too
                 # A method that cannot handle this model: say why, and go on with the rest.
                 # Not only UserError: a third-party library failing inside one method (e.g.
                 # a layer its dependency graph did not trace) must not lose the whole study.
