@@ -39,6 +39,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +48,7 @@ from typing import Any
 from edgeshrink.config import check_choice
 from edgeshrink.devices import PRIORITIES, Profile, load_profile
 from edgeshrink.devices.estimate import estimate, workload_from_candidate
-from edgeshrink.errors import UserError
+from edgeshrink.errors import NoCandidateError, UserError
 from edgeshrink.results import CandidateRecord, RunRecord
 from edgeshrink.ties import Tie, accuracy_tie, drop_ci, load_samples
 
@@ -137,8 +138,9 @@ class Constraints:
             value = getattr(self, f.name)
             if f.name == "drop_estimate" or value is None:
                 continue
-            if (f.name != "max_drop" and value <= 0) or value < 0:
-                raise UserError(f"{f.name} must be positive, got {value}.")
+            if not math.isfinite(value) or value < 0 or (f.name != "max_drop" and value <= 0):
+                low = "a finite number >= 0" if f.name == "max_drop" else "a positive finite number"
+                raise UserError(f"{f.name} must be {low}, got {value}.")
 
     @classmethod
     def from_text(cls, *, max_size=None, max_latency=None, max_drop=1.0,
@@ -374,8 +376,8 @@ def recommend(run: RunRecord, profile: str | Profile, constraints: Constraints |
     }
 
 
-class NoFit(UserError):
-    """No candidate qualifies; ``record`` is the failed recommendation as data."""
+class NoFit(NoCandidateError):
+    """No candidate qualifies (exit code 3); ``record`` is the failed recommendation as data."""
 
     def __init__(self, message: str, record: dict[str, Any]):
         super().__init__(message)
@@ -415,6 +417,14 @@ JSON measured on the device replaces them (`edgeshrink recommend RUN --device {d
 """
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#~])")
+
+
+def _md(text: str) -> str:
+    """``text`` as literal Markdown: names from models and plans may hold ``*``, ``<``, ..."""
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+
+
 def copy_recommended(run_dir: Path | str, run: RunRecord, rec: dict[str, Any]) -> Path:
     """Copy the recommended artifact to ``RUN/recommended/`` with a README for the device.
 
@@ -434,6 +444,9 @@ def copy_recommended(run_dir: Path | str, run: RunRecord, rec: dict[str, Any]) -
     profile = load_profile(rec["device"])
     tmp = Path(tempfile.mkdtemp(prefix=".recommended.", dir=run_dir))
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp's 0700 ignores the user's umask
         shutil.copy2(src, tmp / src.name)
         if rec["estimates"][cand.name].get("size_form") == "packed file":  # what ships, and
             from edgeshrink.packed import write_decoder  # the decoder that expands it at load
@@ -441,8 +454,9 @@ def copy_recommended(run_dir: Path | str, run: RunRecord, rec: dict[str, Any]) -
             shutil.copy2(run_dir / cand.notes["packed_artifact"], tmp)
             write_decoder(tmp / "unpack_eskp.py")
         atomic_write_text(tmp / "README.md", _README.format(
-            candidate=cand.name, device=profile.name, description=profile.description,
-            priority=rec["priority"], reasons="\n".join(f"- {r}" for r in rec["reasons"]),
+            candidate=_md(cand.name), device=_md(profile.name),
+            description=_md(profile.description), priority=rec["priority"],
+            reasons="\n".join(f"- {_md(r)}" for r in rec["reasons"]),
             threads=profile.threads, artifact=src.name, runtime=profile.runtime or "ONNX Runtime"))
         from edgeshrink.monitor.handover import write_monitor_files  # monitor-profile.json
 

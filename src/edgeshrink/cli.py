@@ -6,6 +6,7 @@ stderr and exit code 2; ``--debug`` shows the traceback instead.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import pkgutil
@@ -28,10 +29,22 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from edgeshrink import __version__
+
+        typer.echo(f"edgeshrink {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors."),
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_version,
+                                 help="Print the version and exit."),
 ) -> None:
+    """Exit codes: 0 done, 2 a mistake in the command or its inputs (one sentence on stderr),
+    3 no candidate meets the budget, 130 interrupted."""
     if debug:
         os.environ["EDGESHRINK_DEBUG"] = "1"
 
@@ -56,12 +69,19 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(getattr(exc, "exit_code", 2)) from None
     except (typer.Abort, KeyboardInterrupt):
         print("aborted", file=sys.stderr)
         raise SystemExit(130) from None
     except SystemExit:
         raise
+    except OSError as exc:
+        if debug or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" while writing {exc.filename}" if exc.filename else ""
+        print(f"error: no space left on the device{where}; files written before are intact: "
+              "free some space and run again (a study continues with --resume).", file=sys.stderr)
+        raise SystemExit(2) from None
     except Exception as exc:  # click usage errors carry their own exit code
         if _is_click(exc, "ClickException") and not debug:
             exc.show()

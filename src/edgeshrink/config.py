@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 import re
+import types
+import typing
 from typing import Any, ClassVar
 
 import yaml
@@ -129,6 +132,7 @@ def config_from_dict(data: dict[str, Any]) -> Config:
         raise UserError(
             f"{kind}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(names)}."
         )
+    _check_values(cls, kind, data)
     for name, value in data.items():
         if isinstance(value, list):
             data[name] = tuple(value)
@@ -138,14 +142,51 @@ def config_from_dict(data: dict[str, Any]) -> Config:
         raise UserError(f"{kind}: {exc}.") from None
 
 
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "text"}
+
+
+def _scalar_types(hint: Any) -> tuple[type, ...] | None:
+    """The plain scalar types a field annotation allows, or None to skip the check."""
+    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) \
+        else (hint,)
+    allowed = tuple(a for a in args if a in (bool, int, float, str, type(None)))
+    return allowed if len(allowed) == len(args) else None
+
+
+def _check_values(cls: type, kind: str, data: dict[str, Any]) -> None:
+    """Refuse NaN/infinity anywhere and a value of the wrong type for a scalar field, with a
+    sentence naming the field (not a comparison error from deep inside ``__post_init__``)."""
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # an annotation that does not resolve: leave it to the config
+        hints = {}
+    for name, value in data.items():
+        for v in value if isinstance(value, list | tuple) else (value,):
+            if isinstance(v, float) and not math.isfinite(v):
+                raise UserError(f"{kind}: {name} must be a finite number, got {v}.")
+        allowed = _scalar_types(hints.get(name))
+        if not allowed:
+            continue
+        ok = isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed)
+        if float in allowed and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            want = " or ".join(_TYPE_NAMES.get(t, "null") for t in allowed)
+            raise UserError(f"{kind}: {name} must be {want}, got {value!r}.")
+
+
 def recipe_to_yaml(recipe: list[Config]) -> str:
     return yaml.safe_dump([config_to_dict(c) for c in recipe], sort_keys=False)
 
 
-def recipe_from_yaml(text: str) -> list[Config]:
-    items = yaml.safe_load(text) or []
-    if not isinstance(items, list):
-        raise UserError("a recipe must be a YAML list of transform configs.")
+def recipe_from_yaml(text: str, what: str = "recipe") -> list[Config]:
+    """Configs from a YAML list of config dicts; ``what`` names the source in errors."""
+    from edgeshrink.userfiles import load_yaml
+
+    items = load_yaml(text, what) or []
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise UserError(f"{what} must be a YAML list of transform configs such as "
+                        "- {kind: int8_static}.")
     return [config_from_dict(item) for item in items]
 
 

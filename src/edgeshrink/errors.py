@@ -1,6 +1,6 @@
 """The one exception type that means "the user gave us something we cannot use"."""
 
-__all__ = ["UserError", "CompressionWarning"]
+__all__ = ["UserError", "NoCandidateError", "CompressionWarning"]
 
 
 class UserError(Exception):
@@ -9,6 +9,14 @@ class UserError(Exception):
     The message is one sentence that names the thing and the fix.
     """
 
+    exit_code = 2
+
+
+class NoCandidateError(UserError):
+    """No candidate meets the budget (constraints, device memory): exit code 3, so scripts
+    can tell "relax a limit" from "fix the command"."""
+
+    exit_code = 3
 
 class CompressionWarning(UserWarning):
     """A transform did something the user may not expect (a layer nearly emptied, a setting

@@ -11,9 +11,12 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
+import math
 import os
 import tempfile
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,7 @@ __all__ = [
     "pareto_front",
     "atomic_write_text",
     "atomic_write_bytes",
+    "DiskFullError",
     "DEFAULT_OBJECTIVES",
 ]
 
@@ -92,7 +96,9 @@ class CandidateRecord:
 
     @property
     def value(self) -> float:
-        return float(self.metric["value"])
+        """The metric; NaN where results.json holds null (a non-finite figure)."""
+        value = self.metric["value"]
+        return math.nan if value is None else float(value)
 
     @property
     def p50(self) -> float:
@@ -157,18 +163,43 @@ class RunRecord:
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:
     """Write to a temporary file beside ``path``, then rename: readers never see half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise _unwritable(path, exc) from None
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make reports unshareable
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+            raise _unwritable(path, exc) from None
         raise
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFullError(UserError):
+    """A file could not be written for lack of space: no candidate can succeed after it."""
+
+
+def _unwritable(path: Path, exc: OSError) -> Exception:
+    """The one sentence for a file that cannot be written (a full disk above all)."""
+    if exc.errno in DISK_FULL:
+        return DiskFullError(f"no space left on the device holding {path}: it was not written and "
+                         "its previous version is intact; free some space and run again (a "
+                         "study continues with --resume).")
+    return UserError(f"cannot write {path} ({exc.strerror or exc}).")
 
 
 def atomic_write_text(path: Path | str, text: str) -> None:
@@ -176,9 +207,29 @@ def atomic_write_text(path: Path | str, text: str) -> None:
 
 
 def save_run(run: RunRecord, run_dir: Path | str) -> Path:
+    """Write ``RUN/results.json`` as strict JSON (RFC 8259): a NaN or infinite figure is
+    written as null and named, with its value, in the top-level ``non_finite`` list."""
     path = Path(run_dir) / "results.json"
-    atomic_write_text(path, json.dumps(run.to_dict(), indent=2) + "\n")
+    reasons: list[dict[str, str]] = []
+    data = _finite(run.to_dict(), "", reasons)
+    if reasons:
+        data["non_finite"] = reasons
+    atomic_write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
     return path
+
+
+def _finite(value: Any, where: str, reasons: list[dict[str, str]]) -> Any:
+    """``value`` with every non-finite float replaced by None (and noted in ``reasons``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        reasons.append({"field": where, "value": repr(value),
+                        "reason": "not a finite number; JSON has no NaN or infinity"})
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v, f"{where}.{k}" if where else str(k), reasons)
+                for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v, f"{where}[{i}]", reasons) for i, v in enumerate(value)]
+    return value
 
 
 def load_run(run_dir: Path | str) -> RunRecord:
@@ -189,9 +240,42 @@ def load_run(run_dir: Path | str) -> RunRecord:
     if not path.is_file():
         raise UserError(f"{path} does not exist: run `edgeshrink study --out DIR` first.")
     try:
-        return RunRecord.from_dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError, KeyError) as exc:
-        raise UserError(f"{path} is not a valid edgeshrink results file ({exc}).") from None
+        data = json.loads(path.read_bytes().decode("utf-8"))
+        if not isinstance(data, dict):
+            raise TypeError("the top level is not an object")
+        run = RunRecord.from_dict(data)
+        for i, rec in enumerate(run.all_candidates()):
+            _check_types(rec, f"candidate {i}")
+        _check_types(run, "run")
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+        detail = " ".join(str(exc).split())[:200]
+        raise UserError(f"{path} is not a valid edgeshrink results file ({detail}); rerun "
+                        "`edgeshrink study`.") from None
+    return run
+
+
+def _check_types(record: Any, where: str) -> None:
+    """Every field of a loaded record has the type its annotation names (a hand-edited or
+    foreign results.json fails here, not as a traceback in the advisor or the report)."""
+    import typing
+
+    for name, hint in typing.get_type_hints(type(record)).items():
+        value = getattr(record, name)
+        args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union,
+                                                                    types.UnionType) else (hint,)
+        kinds = tuple(typing.get_origin(a) or a for a in args)
+        kinds = tuple(k for k in kinds if isinstance(k, type))
+        if float in kinds:
+            kinds += (int,)
+        if kinds and not isinstance(value, kinds) or isinstance(value, bool) and bool not in kinds:
+            raise TypeError(f"{where}: {name} is {type(value).__name__}")
+    if isinstance(record, CandidateRecord):
+        for key, box in (("value", record.metric), ("p50", record.latency_ms)):
+            value = box.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise TypeError(f"{where}: {key} is {type(value).__name__}")
+        if "p50" not in record.latency_ms or "value" not in record.metric:
+            raise KeyError(f"{where}: metric.value or latency_ms.p50")
 
 
 # Objectives: (attribute getter, "max" or "min").

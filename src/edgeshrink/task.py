@@ -12,9 +12,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import inspect
+import os
 import sys
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,11 +138,58 @@ def load_task(spec: str) -> Task:
         raise UserError(f"task file {path} cannot be imported as Python.")
     module = importlib.util.module_from_spec(spec_obj)
     sys.modules[module_name] = module
-    spec_obj.loader.exec_module(module)
+    with _user_code(path, "importing it"):
+        spec_obj.loader.exec_module(module)
     factory = getattr(module, func_name, None)
     if not callable(factory):
         raise UserError(f"task file {path} has no function {func_name!r}.")
-    task = factory()
+    _check_no_arguments(factory, path, func_name)
+    with _user_code(path, f"running {func_name}()"):
+        task = factory()
     if not isinstance(task, Task):
         raise UserError(f"{spec} returned {type(task).__name__}, not an edgeshrink Task.")
     return task
+
+
+def _check_no_arguments(factory: Callable, path: Path, name: str) -> None:
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C callable: let the call say
+        return
+    needed = [p.name for p in params if p.default is p.empty
+              and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if needed:
+        raise UserError(f"task function {name} in {path} needs argument(s) "
+                        f"{', '.join(needed)}; a task function takes none and returns a Task.")
+
+
+@contextlib.contextmanager
+def _user_code(path: Path, doing: str) -> Iterator[None]:
+    """Turn an exception raised by a user's task file into one sentence naming the file, the
+    line and the exception (``--debug`` keeps the traceback)."""
+    try:
+        yield
+    except UserError:
+        raise
+    except (Exception, SystemExit) as exc:
+        if os.environ.get("EDGESHRINK_DEBUG"):
+            raise
+        raise UserError(f"task file {path} failed while {doing}: {_where(exc, path)}"
+                        f"{type(exc).__name__}: {_one_line(exc)} (--debug shows the "
+                        "traceback).") from None
+
+
+def _where(exc: BaseException, path: Path) -> str:
+    """``line N: `` of the deepest frame in ``path`` (the syntax error's line for those)."""
+    target = os.path.realpath(path)
+    if isinstance(exc, SyntaxError) and exc.lineno and os.path.realpath(
+            exc.filename or "") == target:
+        return f"line {exc.lineno}: "
+    lines = [f.lineno for f in traceback.extract_tb(exc.__traceback__)
+             if os.path.realpath(f.filename) == target]
+    return f"line {lines[-1]}: " if lines else ""
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:300] + ("..." if len(text) > 300 else "")

@@ -190,7 +190,7 @@ def test_advise_run_writes_recommendation_and_copies_artifact(tmp_path):
     assert len(list(out.iterdir())) == 2
 
 
-def test_recommend_command_explains_and_exits_2_when_nothing_qualifies(tmp_path):
+def test_recommend_command_explains_and_exits_3_when_nothing_qualifies(tmp_path):
     from edgeshrink.cli import main
 
     run = study(**LENET)
@@ -214,4 +214,4 @@ def test_recommend_command_explains_and_exits_2_when_nothing_qualifies(tmp_path)
     assert stored["estimates"]["int8"]["latency_source"] == "bench.json"
     with pytest.raises(SystemExit) as exc:
         main(["recommend", str(tmp_path), "--device", "rpi4", "--max-size", "1KB"])
-    assert exc.value.code == 2
+    assert exc.value.code == 3  # no candidate meets the budget (issue #16)

@@ -103,12 +103,30 @@ def _options(ns: argparse.Namespace) -> BenchOptions:
     )
 
 
+def _check_out(out: str | None) -> None:
+    """Refuse an unusable --out before measuring anything."""
+    if out is None:
+        return
+    path = Path(out)
+    if path.is_dir():
+        raise BenchError(f"--out {path} is a folder; give the JSON file to write, e.g. "
+                         f"{path / 'bench.json'}.")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise BenchError(f"--out {path}: {parent} is a file, not a folder.")
+
+
 def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 ignores the user's umask
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -125,6 +143,7 @@ def run(
     """
     if not models:
         raise BenchError("give the .onnx file to measure, e.g. `edgeshrink bench model.onnx`.")
+    _check_out(out)
     report = bench_model(models[0], options) if len(models) == 1 else compare(models, options)
     text = json.dumps(report, indent=2) + "\n"
     if out:

@@ -131,6 +131,37 @@ def _check_dims_used(specs: list[InputSpec], dims: dict[str, int]) -> None:
         )
 
 
+MAX_FEED_BYTES = 4 * 2**30  # generated inputs beyond this are a typo in --dim/--batch
+
+
+def _check_dims_given(specs: list[InputSpec], dims: dict[str, int]) -> None:
+    """Name every dynamic dimension (beyond the batch axis) that has no value, at once."""
+    missing: dict[str, str] = {}
+    for spec in specs:
+        for axis, dim in enumerate(spec.shape):
+            key = _dynamic_key(spec, axis)
+            if axis == 0 or (isinstance(dim, int) and dim >= 0) or key in dims:
+                continue
+            missing.setdefault(key, f"{key!r} (input {spec.name!r}, axis {axis})")
+    if missing:
+        how = " ".join(f"--dim {k}=N" for k in missing)
+        raise BenchError(f"the model has {len(missing)} dynamic dimension(s) without a value: "
+                         f"{', '.join(missing.values())}; give each one with {how}.")
+
+
+def _check_feed_bytes(specs: list[InputSpec], shapes: dict[str, tuple[int, ...]]) -> None:
+    total = 0
+    for spec in specs:
+        n = 1
+        for d in shapes[spec.name]:
+            n *= d
+        total += n * spec.dtype.itemsize
+    if total > MAX_FEED_BYTES:
+        raise BenchError(f"the generated inputs would take {total / 2**30:.1f} GiB "
+                         f"(shapes {', '.join(f'{k} {list(v)}' for k, v in shapes.items())}); "
+                         "give smaller --batch/--dim values.")
+
+
 def generate_feeds(
     specs: list[InputSpec],
     *,
@@ -152,10 +183,13 @@ def generate_feeds(
         raise BenchError(f"--batch must be >= 1, got {batch}.")
     dims = dims or {}
     _check_dims_used(specs, dims)
+    _check_dims_given(specs, dims)
+    shapes = {s.name: resolve_shape(s, batch=batch, dims=dims) for s in specs}
+    _check_feed_bytes(specs, shapes)
     rng = np.random.default_rng(seed)
     feeds = {}
     for spec in specs:
-        shape, dtype = resolve_shape(spec, batch=batch, dims=dims), spec.dtype
+        shape, dtype = shapes[spec.name], spec.dtype
         if np.issubdtype(dtype, np.floating):
             feeds[spec.name] = rng.standard_normal(shape, dtype=np.float32).astype(dtype)
         else:

@@ -99,9 +99,11 @@ def machine_info() -> dict[str, Any]:
 def versions() -> dict[str, str]:
     """Versions of what the measurement ran on."""
     import numpy as np
-    import onnxruntime as ort
 
     import edgeshrink
+    from edgeshrink.bench.session import import_ort
+
+    ort = import_ort()
 
     return {
         "python": sys.version.split()[0],

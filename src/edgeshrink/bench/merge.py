@@ -45,6 +45,12 @@ def load_bench_json(path: Path | str) -> dict[str, Any]:
         ) from None
     if not isinstance(data, dict) or data.get("schema") not in (SCHEMA, COMPARE_SCHEMA):
         raise UserError(f"{path} is not an edgeshrink bench report (no schema {SCHEMA!r}).")
+    try:
+        device_measurements(data, path.name)
+    except (KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise UserError(f"{path} is a damaged edgeshrink bench report (field {exc} is missing "
+                        "or of the wrong type); measure again with `edgeshrink bench --out`.") \
+            from None
     return data
 
 

@@ -34,7 +34,12 @@ def write_pyz(path: str | os.PathLike) -> Path:
         >>> write_pyz("/tmp/edgeshrink-bench.pyz").suffix
         '.pyz'
     """
+    from edgeshrink.bench.session import BenchError
+
     path = Path(path)
+    if path.is_dir():
+        raise BenchError(f"--write-pyz {path} is a folder; give the file to write, e.g. "
+                         f"{path / 'edgeshrink-bench.pyz'}.")
     pkg = Path(__file__).resolve().parent.parent
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -49,7 +54,9 @@ def write_pyz(path: str | os.PathLike) -> Path:
                     for src in sorted((pkg / sub).glob("*.py")):
                         if src.name not in _HOST_ONLY:
                             zf.write(src, f"edgeshrink/{sub}/{src.name}")
-        tmp.chmod(0o755)
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # executable, as the user's umask allows
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

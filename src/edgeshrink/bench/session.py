@@ -28,6 +28,17 @@ class BenchError(UserError):
     """A bad input to ``edgeshrink bench``: one sentence on stderr, exit code 2."""
 
 
+def import_ort():
+    """The onnxruntime module, or a BenchError saying how to install it (on a device the
+    portable bench may find only numpy)."""
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise BenchError(f"onnxruntime cannot be imported ({exc}); install it on this machine "
+                         "with `pip install onnxruntime` (or your board's wheel).") from None
+    return onnxruntime
+
+
 def _check_model_path(path: Path) -> None:
     if not path.exists():
         raise BenchError(f"model file {path} does not exist; give the path of an .onnx file.")
@@ -66,7 +77,7 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 def _session_options(threads: int):
-    import onnxruntime as ort
+    ort = import_ort()
 
     so = ort.SessionOptions()
     # threads == 0 keeps ONNX Runtime's default (one intra-op thread per physical core).
@@ -78,7 +89,7 @@ def _session_options(threads: int):
 
 
 def _check_provider(provider: str) -> None:
-    import onnxruntime as ort
+    ort = import_ort()
 
     available = ort.get_available_providers()
     if provider not in available:
@@ -104,7 +115,7 @@ def open_session(path: str | os.PathLike, *, threads: int = 1, provider: str = D
         >>> [i.name for i in sess.get_inputs()]  # doctest: +SKIP
         ['input']
     """
-    import onnxruntime as ort
+    ort = import_ort()
 
     path = Path(path)
     _check_model_path(path)

@@ -42,13 +42,16 @@ def build_recipe(method: str | None, sparsity: float | None, sets: list[str],
     if recipe_path is not None:
         if method or sets or sparsity is not None:
             raise UserError("give either --recipe or --method/--sparsity/--set, not both.")
-        if not recipe_path.is_file():
-            raise UserError(f"recipe file {recipe_path} does not exist.")
-        recipe = recipe_from_yaml(recipe_path.read_text())
+        from edgeshrink.userfiles import read_text
+
+        recipe = recipe_from_yaml(read_text(recipe_path, "recipe file"),
+                                  f"recipe file {recipe_path}")
         if not recipe:
             raise UserError(f"recipe file {recipe_path} holds no transforms.")
     else:
         kinds = pruning_kinds()
+        if method is None:
+            raise UserError(f"prune needs --method (one of {', '.join(kinds)}) or --recipe FILE.")
         if method not in kinds:
             raise UserError(f"unknown pruning method {method!r}; choose one of {', '.join(kinds)}.")
         fields = {f.name for f in dataclasses.fields(CONFIGS[method])}

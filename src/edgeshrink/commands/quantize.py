@@ -29,11 +29,15 @@ def build_recipe(method: str | None, sets: list[str], recipe_path: Path | None) 
     if recipe_path is not None:
         if method or sets:
             raise UserError("give either --recipe or --method/--set, not both.")
-        if not recipe_path.is_file():
-            raise UserError(f"recipe file {recipe_path} does not exist.")
-        recipe = recipe_from_yaml(recipe_path.read_text())
+        from edgeshrink.userfiles import read_text
+
+        recipe = recipe_from_yaml(read_text(recipe_path, "recipe file"),
+                                  f"recipe file {recipe_path}")
     else:
         kinds = family_kinds("quantization")
+        if method is None:
+            raise UserError(f"quantize needs --method (one of {', '.join(kinds)}) or --recipe "
+                            "FILE.")
         if method not in kinds:
             raise UserError(f"unknown quantization method {method!r}; choose one of "
                             f"{', '.join(kinds)}.")

@@ -32,15 +32,20 @@ def recommend(
     Writes the recommendation into RUN/results.json, copies the artifact and a README to
     RUN/recommended/, rewrites RUN/report.html, and prints why. Nothing qualifies: says
     which constraint cannot be met and the nearest candidate, removes the previous pick
-    from RUN/recommended/, and the report says why; exit code 2.
+    from RUN/recommended/, and the report says why; exit code 3.
     """
     from rich.console import Console
 
     from edgeshrink.advisor import Constraints, NoFit, advise_run
+    from edgeshrink.config import check_choice
+    from edgeshrink.devices import PRIORITIES, load_profile
     from edgeshrink.report import write_report
 
     cons = Constraints.from_text(max_size=max_size, max_latency=max_latency, max_drop=max_drop,
                                  max_energy=max_energy, drop_estimate=drop_estimate)
+    if priority is not None:
+        check_choice("--priority", priority, PRIORITIES)
+    load_profile(device)
     measured = None
     if bench_json:
         from edgeshrink.bench.merge import merge_device_benches

@@ -31,6 +31,8 @@ def study(
         None, help="default, pruning, quantization, pretrained, full, or a YAML file "
         "{name: [configs]}."),
     resume: bool = typer.Option(False, help="Keep finished candidates of a previous run in OUT."),
+    force: bool = typer.Option(False, help="Replace the run in OUT (only the files it wrote), or "
+                               "write into a non-empty folder that holds no run."),
     threads: str = typer.Option("1,2", help="Thread counts to time at batch 1 (largest is primary)."),
     finetune_epochs: int = typer.Option(3, min=0, help="Epochs of retraining after pruning."),
     sensitivity: bool = typer.Option(
@@ -43,7 +45,8 @@ def study(
     drop_estimate: str = typer.Option(
         "upper", help="--max-drop against the drop's 95% upper bound (upper) or point."),
     max_energy: str = typer.Option(None, help="Energy per inference on the device, e.g. 2mJ."),
-    priority: str = typer.Option(None, help="accuracy, size, speed or energy."),
+    priority: str = typer.Option(None, help="accuracy, size, speed or energy (default: the "
+                                 "device profile's)."),
     bench_json: list[Path] = typer.Option(
         None, help="`edgeshrink bench --json` files measured on the device: their latencies "
         "replace the local ones for the artifacts they cover (repeatable)."),
@@ -58,18 +61,12 @@ def study(
     from edgeshrink.report.terminal import print_summary
     from edgeshrink.results import load_run
     from edgeshrink.study import resolve_plan, run_study
-    from edgeshrink.study.runner import clean_run_dir
+    from edgeshrink.study.rundir import RunFolder, check_out_dir
 
     thread_counts = _threads(threads)
-    constraints = None
-    if device:
-        from edgeshrink.advisor import Constraints
-        from edgeshrink.devices import load_profile
-
-        load_profile(device)  # an unknown device fails now, not after the study
-        constraints = Constraints.from_text(max_size=max_size, max_latency=max_latency,
-                                            max_drop=max_drop, max_energy=max_energy,
-                                            drop_estimate=drop_estimate)
+    constraints = _constraints(device, priority, max_size=max_size, max_latency=max_latency,
+                               max_drop=max_drop, max_energy=max_energy,
+                               drop_estimate=drop_estimate)
     if bench_json:
         from edgeshrink.bench.merge import load_bench_json
 
@@ -77,7 +74,9 @@ def study(
             load_bench_json(path)  # a missing or foreign file fails now, not after the study
     if plan and plan.endswith((".yaml", ".yml")):
         resolve_plan(plan, None)  # a bad plan file fails before the model is loaded
+    check_out_dir(out, resume=resume, force=force)
     console = Console(stderr=True)
+    log = not console.is_terminal  # a log file: plain lines, flushed, instead of a live bar
     with console.status(f"loading {source.model or task} (training it on first use)"):
         the_task = load_source_task(task, source)
     if source.model is not None:
@@ -86,20 +85,24 @@ def study(
         # say the split; refuse --sensitivity on ONNX/TorchScript; an ONNX model's plan
         plan = announce(the_task, plan, console, sensitivity=sensitivity)
     specs = resolve_plan(plan, the_task, finetune_epochs=finetune_epochs)
-    if not resume:
-        clean_run_dir(out)
+    if log:  # not before: a bad --task stays a one-line error
+        _log(f"{source.model or task} loaded; {len(specs)} candidates to build into {out}")
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
-    with Progress(*columns, console=console) as bar:
+    with Progress(*columns, console=console, disable=log) as bar:
         job = bar.add_task("baseline", total=len(specs) + 1)
 
         def on_progress(name: str, step: str) -> None:
+            if log:
+                _log(f"{name}: {step}")
+            elif step.startswith("rebuilding"):
+                bar.console.print(f"{name}: {step}", markup=False, highlight=False)
             if step == "done":
                 bar.advance(job)
-            else:
+            elif not step.startswith("rebuilding"):
                 bar.update(job, description=f"{name}: {step}")
 
-        run = run_study(the_task, specs, out, resume=resume, threads=thread_counts,
+        run = run_study(the_task, specs, out, resume=resume, force=force, threads=thread_counts,
                         sensitivity=sensitivity, on_progress=on_progress)
     measured = None
     if bench_json:
@@ -112,10 +115,11 @@ def study(
 
         try:
             advise_run(out, device, constraints, priority, measured=measured)
-        except UserError as exc:  # nothing fits: still show what was measured, then exit 2
+        except UserError as exc:  # nothing fits: still show what was measured, then exit 3
             advice_error = exc
         run = load_run(out)
     report = write_report(out)
+    RunFolder.existing(out).adopt_all()  # report, hand-over: files --force may replace later
     print_summary(run, Console())
     Console().print(
         f"\nresults: {out / 'results.json'}   artifacts: {out / 'artifacts'}/   report: {report}",
@@ -123,6 +127,30 @@ def study(
     )
     if advice_error is not None:
         raise advice_error
+
+
+def _constraints(device, priority, **limits):
+    """Every limit and the priority checked now, with or without --device (a typo must not
+    cost a whole study); the Constraints the advisor gets when a device is named."""
+    from edgeshrink.advisor import Constraints
+    from edgeshrink.config import check_choice
+    from edgeshrink.devices import PRIORITIES, load_profile
+
+    constraints = Constraints.from_text(**limits)
+    if priority is not None:
+        check_choice("--priority", priority, PRIORITIES)
+    if device:
+        load_profile(device)  # an unknown device fails now, not after the study
+    return constraints if device else None
+
+
+def _log(text: str) -> None:
+    """One progress line for a non-interactive log, flushed so that a killed run's log shows
+    how far it got."""
+    import sys
+    import time
+
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
 def tasks() -> None:

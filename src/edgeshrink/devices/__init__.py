@@ -124,12 +124,9 @@ def _search_dirs() -> list[Path]:
 
 
 def _read(path: Path) -> Profile:
-    import yaml
+    from edgeshrink.userfiles import load_yaml_file
 
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise UserError(f"device profile {path} cannot be read ({exc}); fix the YAML.") from None
+    data = load_yaml_file(path, "device profile")
     if not isinstance(data, dict):
         raise UserError(f"device profile {path} must be a YAML mapping of fields.")
     missing = [k for k in _REQUIRED if k not in data]

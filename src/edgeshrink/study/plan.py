@@ -17,8 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from edgeshrink.config import Config, config_from_dict, config_to_dict
 from edgeshrink.errors import UserError
 
@@ -89,19 +87,17 @@ def load_plan(path: Path | str) -> list[CandidateSpec]:
     from edgeshrink.transforms import load_handlers
 
     load_handlers()
+    from edgeshrink.userfiles import load_yaml_file
+
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"plan file {path} does not exist.")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise UserError(f"plan file {path} is not valid YAML ({exc}).") from None
+    data = load_yaml_file(path, "plan file")
     if not isinstance(data, dict) or not data:
         raise UserError(f"plan file {path} must map candidate names to lists of configs.")
     specs = []
     for name, items in data.items():
-        if not isinstance(items, list):
-            raise UserError(f"plan file {path}: candidate {name!r} must be a list of configs.")
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise UserError(f"plan file {path}: candidate {name!r} must be a list of configs "
+                            "such as {kind: int8_static}.")
         if not items:
             raise UserError(f"plan file {path}: {_empty(str(name))}")
         specs.append(CandidateSpec(str(name), tuple(config_from_dict(i) for i in items)))

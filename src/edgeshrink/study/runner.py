@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,9 +29,17 @@ from edgeshrink.measure.model_stats import (
     weight_sparsity,
 )
 from edgeshrink.packed import pack_onnx
-from edgeshrink.results import CandidateRecord, RunRecord, pareto_front, save_run
+from edgeshrink.results import (
+    DISK_FULL,
+    CandidateRecord,
+    DiskFullError,
+    RunRecord,
+    pareto_front,
+    save_run,
+)
 from edgeshrink.study.machine import machine_info
 from edgeshrink.study.plan import CandidateSpec, family_of, sparsity_kind_of
+from edgeshrink.study.rundir import RunFolder, model_fingerprint
 from edgeshrink.task import Task
 from edgeshrink.transforms import Artifact, TransformContext, apply_recipe
 
@@ -117,11 +124,16 @@ def _packed_size(art: Artifact, sparsity: float, run_dir: Path, notes: dict) -> 
     return packed.stat().st_size
 
 
-def _reusable(run: RunRecord, spec: CandidateSpec, run_dir: Path) -> CandidateRecord | None:
+def _reusable(run: RunRecord, spec: CandidateSpec, folder: RunFolder,
+              note: Callable[[str], None] | None) -> CandidateRecord | None:
+    """The previous record of ``spec`` if every file it wrote still has its recorded sha256."""
     for rec in run.all_candidates():
-        same = rec.name == spec.name and rec.recipe == spec.recipe_dicts()
-        if same and (run_dir / rec.artifact).is_file():
-            return rec
+        if rec.name == spec.name and rec.recipe == spec.recipe_dicts():
+            why = folder.verify(spec.name)
+            if why is None:
+                return rec
+            if note:
+                note(f"rebuilding: {why}")
     return None
 
 
@@ -162,6 +174,7 @@ def run_study(
     out: Path | str,
     *,
     resume: bool = False,
+    force: bool = False,
     threads: tuple[int, ...] = (1, 2),
     budget_s: float = 1.0,
     sensitivity: bool = False,
@@ -172,20 +185,24 @@ def run_study(
     ``budget_s`` is the timing budget per thread count (after warm-up, at least 50 runs).
     ``sensitivity`` adds the per-layer scans of :func:`sensitivity_scan` to the record.
     ``on_progress(candidate, step)`` is called as work advances (the CLI draws a bar).
-    ``results.json`` is rewritten after every candidate.
+    ``results.json`` is rewritten after every candidate. ``out`` must be new, empty, or a
+    run of the same task (``resume`` continues it, ``force`` replaces it): see
+    :mod:`edgeshrink.study.rundir`.
     """
-    from edgeshrink.results import load_run
-
     run_dir = Path(out)
+    folder = RunFolder.open(run_dir, task.name, model_fingerprint(task.model), resume=resume,
+                            force=force)
+    folder.check_collisions(s.name for s in plan)
     art_dir = run_dir / "artifacts"
     art_dir.mkdir(parents=True, exist_ok=True)
-    previous = load_run(run_dir) if resume and (run_dir / "results.json").is_file() else None
+    previous = _previous_run(folder, on_progress) if resume else None
     run = RunRecord(
         task=task.name,
         metric={"name": task.metric.name, "unit": task.metric.unit,
                 "higher_is_better": task.metric.higher_is_better},
         machine=machine_info(),
-        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        created=(previous.created if previous and previous.created  # resumed: same run
+                 else dt.datetime.now(dt.UTC).isoformat(timespec="seconds")),
         description=task.description,
     )
     if sensitivity:
@@ -196,20 +213,25 @@ def run_study(
     specs = [CandidateSpec(BASELINE, ())] + list(plan)
     for spec in specs:
         note = (lambda step, n=spec.name: on_progress(n, step)) if on_progress else None
-        rec = _reusable(previous, spec, run_dir) if previous else None
-        if rec is None:
+        rec = _reusable(previous, spec, folder, note) if previous else None
+        before = folder.snapshot()
+        built = rec is None
+        if built:
             try:
                 art, seconds = _build(spec, task, art_dir, note)
             except Exception as exc:
                 if spec.name == BASELINE or os.environ.get("EDGESHRINK_DEBUG"):
                     raise
+                if isinstance(exc, DiskFullError) or getattr(exc, "errno", None) in DISK_FULL:
+                    raise  # the machine, not the method: every later candidate would fail too
                 # A method that cannot handle this model: say why, and go on with the rest.
                 # Not only UserError: a third-party library failing inside one method (e.g.
                 # a layer its dependency graph did not trace) must not lose the whole study.
                 error = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
                 run.failed.append({"name": spec.name, "recipe": spec.recipe_dicts(),
                                    "error": error})
-                save_run(run, run_dir)
+                folder.record_new(None, before)
+                _save(run, folder)
                 if on_progress:
                     on_progress(spec.name, "done")
                 continue
@@ -225,10 +247,33 @@ def run_study(
             run.candidates.append(rec)
         run.pareto = pareto_front(run.all_candidates(),
                                   higher_is_better=task.metric.higher_is_better)
-        save_run(run, run_dir)
+        if built:  # hashes before results.json: a kill in between only costs a rebuild
+            folder.record_new(spec.name, before)
+        _save(run, folder)
         if on_progress:
             on_progress(spec.name, "done")
     return run
+
+
+def _previous_run(folder: RunFolder, on_progress) -> RunRecord | None:
+    """The run to resume: its results.json, if it is the one the study wrote last."""
+    from edgeshrink.bench.session import sha256_file
+    from edgeshrink.results import load_run
+
+    path = folder.path / "results.json"
+    if not path.is_file():
+        return None
+    if sha256_file(path) != folder.files.get("results.json"):
+        if on_progress:
+            on_progress("results.json", "rebuilding every candidate: it does not match the "
+                        "sha256 recorded when it was written")
+        return None
+    return load_run(folder.path)
+
+
+def _save(run: RunRecord, folder: RunFolder) -> None:
+    save_run(run, folder.path)
+    folder.record(None, ["results.json"])
 
 
 def sensitivity_scan(task: Task) -> dict:
@@ -245,13 +290,3 @@ def sensitivity_scan(task: Task) -> dict:
         "sparsity": scan(task.model, task)["sparsity"],
         "bits": layer_sensitivity(task.model, task.calibration, task.metric),
     }
-
-
-def clean_run_dir(run_dir: Path) -> None:
-    """Remove a previous run's results and artifacts (a fresh, non-resumed study)."""
-    for name in ("results.json", "artifacts", "recommended", "report.html", "samples"):
-        target = run_dir / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from edgeshrink.errors import UserError
 from edgeshrink.results import atomic_write_bytes
 
 __all__ = ["cache_dir", "cached_state", "deterministic_training", "TRAINING"]
@@ -51,6 +52,21 @@ def cache_dir() -> Path:
     return path
 
 
+def _load_weights(path: Path, model: nn.Module) -> None:
+    """Load a weights-only state dict into ``model``; anything else (a pickle with code, a
+    damaged or foreign file) is refused without running it, in one sentence."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
+                                                  for v in state.values()):
+            raise TypeError("not a state dict of tensors")
+        model.load_state_dict(state)
+    except Exception as exc:
+        detail = " ".join(str(exc).split())[:160]
+        raise UserError(f"zoo cache file {path} is not a weights-only checkpoint of this model "
+                        f"({type(exc).__name__}: {detail}); delete it and it is rebuilt.") from None
+
+
 def cached_state(key: str, model: nn.Module, train: Callable[[nn.Module], None]) -> nn.Module:
     """Load ``model``'s weights from the cache under ``key``, or train and cache them.
 
@@ -59,7 +75,7 @@ def cached_state(key: str, model: nn.Module, train: Callable[[nn.Module], None])
     """
     path = cache_dir() / "zoo" / f"{key}-{TRAINING}.pt"
     if path.is_file():
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        _load_weights(path, model)
     else:
         with deterministic_training():
             train(model)

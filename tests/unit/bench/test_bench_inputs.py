@@ -28,8 +28,24 @@ def test_dynamic_batch_defaults_to_one_and_dims_override_by_input_axis():
 
 
 def test_dynamic_dimension_without_value_names_the_flag():
-    with pytest.raises(BenchError, match=r"dynamic dimension 'seq' at axis 1.*--dim seq=N"):
+    with pytest.raises(BenchError, match=r"'seq' \(input 'ids', axis 1\).*--dim seq=N"):
         generate_feeds([IDS])
+
+
+def test_every_missing_dynamic_dimension_is_named_at_once():
+    specs = [InputSpec("ids", ("N", "seq"), "tensor(int64)"),
+             InputSpec("mask", ("N", "seq"), "tensor(int64)"),
+             InputSpec("img", ("N", 3, "height", None), "tensor(float)")]
+    with pytest.raises(BenchError) as info:
+        generate_feeds(specs, dims={"height": 8})
+    assert str(info.value) == (
+        "the model has 2 dynamic dimension(s) without a value: 'seq' (input 'ids', axis 1), "
+        "'img.3' (input 'img', axis 3); give each one with --dim seq=N --dim img.3=N.")
+
+
+def test_inputs_too_large_to_generate_are_refused():
+    with pytest.raises(BenchError, match=r"would take 4096.0 GiB"):
+        generate_feeds([IDS], dims={"seq": 2**39})
 
 
 def test_unknown_dim_and_fixed_batch_mismatch_are_errors():
