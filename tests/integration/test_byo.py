@@ -95,7 +95,8 @@ def test_structured_pruning_writes_a_pt2_that_loads_without_the_class(files, tmp
     assert not out.with_suffix(".pt").exists()  # shapes changed: it would not load anyway
     program = torch.export.load(str(out.with_suffix(".pt2")))  # no DigitsNet needed
     module = program.module()
-    assert sum(p.numel() for p in module.parameters()) < 0.5 * 4554
+    # half the channels, rounded to the kernels' block width: well under the 4,554 dense
+    assert sum(p.numel() for p in module.parameters()) < 0.6 * 4554
     x = torch.from_numpy(digits()[0][:5])
     from edgeshrink.export import ort_session, run_onnx
 
