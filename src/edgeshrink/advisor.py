@@ -448,8 +448,9 @@ def copy_recommended(run_dir: Path | str, run: RunRecord, rec: dict[str, Any]) -
         os.umask(umask)
         tmp.chmod(0o777 & ~umask)  # mkdtemp's 0700 ignores the user's umask
         shutil.copy2(src, tmp / src.name)
-        if rec["estimates"][cand.name].get("size_form") == "packed file":  # what ships, and
-            from edgeshrink.packed import write_decoder  # the decoder that expands it at load
+        if rec.get("estimates", {}).get(cand.name, {}).get("size_form") == "packed file":
+            # what ships, and the decoder that expands it at load
+            from edgeshrink.packed import write_decoder
 
             shutil.copy2(run_dir / cand.notes["packed_artifact"], tmp)
             write_decoder(tmp / "unpack_eskp.py")

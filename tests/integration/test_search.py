@@ -102,7 +102,7 @@ def test_a_budget_no_trial_meets_exits_3_naming_the_limit_and_the_nearest(tmp_pa
     assert got.returncode == 3, got.stderr[-2000:]
     line = [x for x in got.stderr.splitlines() if x.startswith("error:")]
     assert len(line) == 1 and "max_size cannot be met" in line[0], got.stderr[-2000:]
-    assert "nearest candidate is trial-00" in line[0]
+    assert "nearest on size: trial-00" in line[0]
     assert json.loads((tmp_path / "s" / "results.json").read_text())["candidates"]
 
 

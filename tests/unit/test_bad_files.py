@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from edgeshrink.cli import main
+from edgeshrink.zoo.cache import TRAINING
 
 sys.path.insert(0, str(Path(__file__).parent / "bench"))
 sys.path.insert(0, str(Path(__file__).parent / "report"))
@@ -85,7 +86,7 @@ def test_a_zoo_cache_file_that_is_not_weights_only_is_refused_unexecuted(tmp_pat
     marker = tmp_path / "marker"
     cache = tmp_path / "cache"
     (cache / "zoo").mkdir(parents=True)
-    payload = cache / "zoo" / "lenet5-digits-v1-s0.pt"
+    payload = cache / "zoo" / f"lenet5-digits-v1-s0-{TRAINING}.pt"
     payload.write_bytes(pickle.dumps(Payload(marker)))
     monkeypatch.setenv("EDGESHRINK_CACHE", str(cache))
     code, err = run_cli(["study", "--task", "zoo:lenet5-digits", "--out", str(tmp_path / "r")],

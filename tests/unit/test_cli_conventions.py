@@ -112,7 +112,7 @@ def test_help_texts_give_units(capsys, monkeypatch):
     code, out, _ = run_cli(["study", "--help"], capsys)
     text = " ".join(out.split())
     assert code == 0
-    for unit in ("200KB", "KiB = 1024 B", "5ms, 250us", "percentage points", "2mJ"):
+    for unit in ("200kB", "KiB = 1024 B", "5ms, 250us", "percentage points", "2mJ"):
         assert unit in text, unit
 
 

@@ -39,12 +39,16 @@ def study(
         False, help="Also scan per-layer sensitivity to sparsity and bit width (heat maps)."),
     device: str = typer.Option(None, help="Device profile to recommend for (`edgeshrink devices`)."),
     max_size: str = typer.Option(
-        None, help="Largest file shipped on the device, e.g. 200kB (SI; 512KiB accepted)."),
-    max_latency: str = typer.Option(None, help="Slowest batch-1 latency on the device, e.g. 5ms."),
-    max_drop: float = typer.Option(1.0, help="Metric points the model may lose."),
+        None, help="Largest file shipped on the device, in bytes with a unit: 200kB, 1.5MB "
+        "(SI, kB = 1000 B, as every size is shown; KiB = 1024 B is accepted too)."),
+    max_latency: str = typer.Option(None, help="Slowest batch-1 latency on the device, in ms, "
+                                    "us or s: 5ms, 250us, 0.1s (a bare number is ms)."),
+    max_drop: float = typer.Option(1.0, help="Metric points the model may lose, in the metric's "
+                                   "unit (accuracy: percentage points, e.g. 1.0)."),
     drop_estimate: str = typer.Option(
         "upper", help="--max-drop against the drop's 95% upper bound (upper) or point."),
-    max_energy: str = typer.Option(None, help="Energy per inference on the device, e.g. 2mJ."),
+    max_energy: str = typer.Option(None, help="Energy per inference on the device, in mJ, uJ or "
+                                   "J: 2mJ, 500uJ (a bare number is mJ)."),
     priority: str = typer.Option(None, help="accuracy, size, speed or energy (default: the "
                                  "device profile's)."),
     bench_json: list[Path] = typer.Option(

@@ -112,4 +112,7 @@ def write_sample_run(run_dir: Path) -> RunRecord:
         path = run_dir / c.artifact
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"not really onnx " * 8)
+        packed = (c.notes or {}).get("packed_artifact")
+        if packed:  # the study writes it beside the artifact
+            (run_dir / packed).write_bytes(b"not really packed")
     return run
