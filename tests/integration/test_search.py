@@ -124,14 +124,17 @@ def spawn(name):
 
 @needs_pg
 def test_two_workers_finish_n_trials_together_none_lost_or_duplicated(digits_task, tmp_path):
-    name = f"two-{uuid.uuid4().hex[:8]}"
-    run = run_search(settings(tmp_path, trials=4), storage_url=PG, study_name=name, workers=2,
-                     heartbeat_s=1, task=digits_task)
     import optuna
 
+    name = f"two-{uuid.uuid4().hex[:8]}"
+    s = settings(tmp_path, trials=4)
+    study = create_search(s, open_storage(PG, tmp_path, heartbeat_s=1), name, task=digits_task)
+    workers = [spawn(name), spawn(name)]  # started together: neither finishes alone first
+    assert [w.wait(timeout=400) for w in workers] == [0, 0], workers[0].stderr.read()[-2000:]
     study = optuna.load_study(study_name=name, storage=open_storage(PG, tmp_path))
     done = complete(study)
     assert sorted(trial_key(t) for t in done) == [0, 1, 2, 3]
+    run = render_results(study, s.out)
     assert len(set(recipes(study))) == 4 and len(run.candidates) == 4
     assert len({t.user_attrs["worker"] for t in done}) == 2  # both workers ran trials
 
