@@ -103,8 +103,6 @@ class Monitor:
         self._names = tuple(self.profile.sketches)
         self._buf: np.ndarray | None = None
         self._fill = 0
-        self._pending: list[tuple] = []
-        self._pending_n = 0
         self._probs: bool | None = None
         self.last_score: float | None = None  # the latest drift check's score
         self._labels = np.full(self.step, -1, np.int64)
@@ -153,7 +151,6 @@ class Monitor:
 
     def flush(self) -> None:
         """Summarise buffered samples and save the state (one SQLite transaction)."""
-        self._take_pending()
         if self._fill:
             self._process(self._fill)
         self._save()
@@ -193,41 +190,25 @@ class Monitor:
             latency_ms: the model's time per sample (scalar or one per row).
             reference: the uncompressed model's outputs for these samples (shadow check).
         """
-        n = len(outputs)
-        if reference is None and self._pending_n + n < self.step:
-            # The per-sample path: keep a reference, nothing else (the arrays are read at
-            # the next check, so an output array must not be overwritten before then).
-            self._pending.append((outputs, labels, ids, latency_ms))
-            self._pending_n += n
+        n, f = len(outputs), self._fill
+        buf = self._buf
+        if (reference is None and buf is not None and f + n < self.step
+                and type(outputs) is np.ndarray and outputs.shape[-1] == buf.shape[1]):
+            # The per-sample path: copies into buffers that are reset after each chunk.
+            end = f + n
+            if n == 1 and outputs.ndim == 2:
+                buf[f] = outputs[0]
+            else:
+                buf[f:end] = outputs.reshape(n, -1)
+            if labels is not None:
+                self._labels[f:end] = labels
+            if ids is not None:
+                self._ids[f:end] = ids
+            if latency_ms is not None:
+                self._lat[f:end] = latency_ms
+            self._fill = end
             return []
-        raised = self._take_pending()
-        return raised + self._observe_chunked(np.asarray(outputs), labels, ids, latency_ms,
-                                              reference)
-
-    def _take_pending(self) -> list[dict]:
-        """Move the outputs kept by the per-sample path into the chunk buffers."""
-        pend, self._pending, self._pending_n = self._pending, [], 0
-        if not pend:
-            return []
-        sizes = [len(p[0]) for p in pend]
-        single = len(sizes) == sum(sizes)  # batch-1 calls: one value per call
-
-        def column(i: int, fill, dtype):
-            vals = [p[i] for p in pend]
-            nones = sum([v is None for v in vals])
-            if nones == len(vals):
-                return None
-            if single and not nones:  # one C loop, not one numpy call per value
-                if isinstance(vals[0], np.ndarray):
-                    return np.concatenate(vals, axis=None).astype(dtype, copy=False)
-                return np.array(vals, dtype)
-            return np.concatenate([np.full(k, fill, dtype) if v is None else
-                                   np.broadcast_to(np.asarray(v, dtype).ravel(), (k,))
-                                   for k, v in zip(sizes, vals, strict=True)])
-
-        outs = np.concatenate([p[0] for p in pend]).reshape(sum(sizes), -1)
-        return self._observe_chunked(outs, column(1, -1, np.int64), column(2, -1, np.int64),
-                                     column(3, np.nan, np.float32), None)
+        return self._observe_chunked(np.asarray(outputs), labels, ids, latency_ms, reference)
 
     def _observe_chunked(self, outputs, labels, ids, latency_ms, reference) -> list[dict]:
         rows = outputs.reshape(len(outputs), -1)
@@ -260,9 +241,7 @@ class Monitor:
     def label(self, ids: np.ndarray, labels: np.ndarray) -> list[dict]:
         """Labels that arrived later, for samples observed with ``ids``; unknown ids (too
         old, never seen) are ignored. Returns the alerts raised."""
-        raised = self._take_pending()
-        if self._fill:
-            raised += self._process(self._fill)
+        raised = self._process(self._fill) if self._fill else []
         pid, pcls = self.buffers["pending_id"], self.buffers["pending_cls"]
         ids, labels = np.asarray(ids, np.int64), np.asarray(labels, np.int64)
         pos = {int(i): k for k, i in enumerate(pid) if i >= 0}
@@ -365,7 +344,7 @@ class Monitor:
         self.meta["checks"] += 1
         tests = window_tests(self.profile.sketches, self.profile.class_counts,
                              {n: self.buffers[n] for n in self._names},
-                             self.buffers["cls"].astype(np.int64) if self.classifier else None)
+                             self.buffers["cls"] if self.classifier else None)
         value, worst = score(tests)
         self.last_score = value
         row, raised = run_checks(self, tests, value, worst,

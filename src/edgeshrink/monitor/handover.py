@@ -29,7 +29,8 @@ _README = """
 
 `monitor-profile.json` is this file's reference profile on the evaluation data ({n}
 samples{acc}); its drift thresholds are calibrated for a {fa:.0%} chance of any false
-alarm over {horizon:,} clean samples (checks of {window} samples every {step}).{ref}
+alarm over {horizon:,} clean samples (checks of {window} samples every {step}).
+{ref}
 
 ```
 edgeshrink bench --write-pyz edgeshrink-bench.pyz     # on the host; copy it with this folder
@@ -111,7 +112,7 @@ def _append_readme(readme: Path, prof, artifact: str, ref_file: str | None) -> N
         return
     cal = prof.calibration
     acc = f", accuracy {prof.accuracy:.1%}" if prof.accuracy is not None else ""
-    ref = (f" `{ref_file}` is the uncompressed model: with `--reference` the monitor also "
+    ref = (f"\n`{ref_file}` is the uncompressed model: with `--reference` the monitor also "
            f"checks top-1 agreement on one batch in ten (expected {prof.agreement:.1%})."
            if ref_file and prof.agreement is not None else "")
     text = readme.read_text() + _README.format(
