@@ -501,8 +501,8 @@ def advise_run(run_dir: Path | str, device: str | Profile, constraints: Constrai
         raise
     run.constraints = rec["constraints"]
     run.recommendation = rec
+    copy_recommended(run_dir, run, rec)  # first: a missing artifact leaves results.json as it was
     save_run(run, run_dir)
-    copy_recommended(run_dir, run, rec)
     return rec
 
 

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2) from None
     except Exception as exc:  # click usage errors carry their own exit code
         if _is_click(exc, "ClickException") and not debug:
-            exc.show()
+            print(f"error: {_usage_sentence(exc)}", file=sys.stderr)
             raise SystemExit(2) from None
         if _is_click(exc, "Exit"):
             raise SystemExit(exc.exit_code) from None
@@ -95,3 +95,11 @@ def _is_click(exc: Exception, name: str) -> bool:
     """Whether ``exc`` is click's ``name`` exception, from click itself or from the copy
     typer >= 0.20 vendors as ``typer._click`` (a different class with the same name)."""
     return any(c.__name__ == name and "click" in c.__module__ for c in type(exc).__mro__)
+
+
+def _usage_sentence(exc: Exception) -> str:
+    """Click's usage error as one line that points at the command's --help."""
+    text = " ".join(str(exc.format_message()).split()).rstrip(".")
+    ctx = getattr(exc, "ctx", None)
+    where = f"`{ctx.command_path} --help`" if ctx is not None else "`edgeshrink --help`"
+    return f"{text}; see {where}."

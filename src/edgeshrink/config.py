@@ -187,7 +187,11 @@ def recipe_from_yaml(text: str, what: str = "recipe") -> list[Config]:
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         raise UserError(f"{what} must be a YAML list of transform configs such as "
                         "- {kind: int8_static}.")
-    return [config_from_dict(item) for item in items]
+    recipe = [config_from_dict(item) for item in items]
+    if any(c.stage == "artifact" for c in recipe[:-1]):
+        raise UserError(f"{what}: a step that writes the deployable file (e.g. int8_static, "
+                        "fp16) must be the last one.")
+    return recipe
 
 
 def check_range(

@@ -95,7 +95,7 @@ class BenchOptions:
             raise BenchError("give a number of timed runs (--runs) or a time budget (--budget).")
         if self.runs is not None and self.runs < 1:
             raise BenchError(f"timed runs must be >= 1, got {self.runs}.")
-        if self.budget_s is not None and self.budget_s <= 0:
+        if self.budget_s is not None and not 0 < self.budget_s < float("inf"):
             raise BenchError(f"the time budget must be > 0 seconds, got {self.budget_s}.")
         if self.batch is not None and self.batch < 1:
             raise BenchError(f"batch must be >= 1, got {self.batch}.")

@@ -65,6 +65,7 @@ def study(
     from edgeshrink.report.terminal import print_summary
     from edgeshrink.results import load_run
     from edgeshrink.study import resolve_plan, run_study
+    from edgeshrink.study.plan import PLANS
     from edgeshrink.study.rundir import RunFolder, check_out_dir
 
     thread_counts = _threads(threads)
@@ -76,8 +77,8 @@ def study(
 
         for path in bench_json:
             load_bench_json(path)  # a missing or foreign file fails now, not after the study
-    if plan and plan.endswith((".yaml", ".yml")):
-        resolve_plan(plan, None)  # a bad plan file fails before the model is loaded
+    if plan is not None and (plan not in PLANS):
+        resolve_plan(plan, None)  # a bad plan file or name fails before the model is loaded
     check_out_dir(out, resume=resume, force=force)
     console = Console(stderr=True)
     log = not console.is_terminal  # a log file: plain lines, flushed, instead of a live bar
@@ -143,9 +144,9 @@ def _constraints(device, priority, **limits):
     constraints = Constraints.from_text(**limits)
     if priority is not None:
         check_choice("--priority", priority, PRIORITIES)
-    if device:
+    if device is not None:
         load_profile(device)  # an unknown device fails now, not after the study
-    return constraints if device else None
+    return constraints if device is not None else None
 
 
 def _log(text: str) -> None:

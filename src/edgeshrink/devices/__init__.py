@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +80,7 @@ class Profile:
 
     def __post_init__(self) -> None:
         where = f"device profile {self.path or self.name}"
+        _check_types(self, where)
         check_choice(f"{where}: kind", self.kind, KINDS)
         check_choice(f"{where}: weights_in", self.weights_in, ("ram", "storage"))
         check_choice(f"{where}: default_priority", self.default_priority, PRIORITIES)
@@ -89,7 +91,7 @@ class Profile:
                    "threads": self.threads, **{f"peak_gmacs.{k}": v for k, v in
                                                self.peak_gmacs.items()}}
         for key, value in numbers.items():
-            if not isinstance(value, int | float) or value <= 0:
+            if not _number(value) or value <= 0:
                 raise UserError(f"{where}: {key} must be a positive number, got {value!r}.")
         unknown = sorted(set(self.accelerates) - set(ACCELERATION_KEYS))
         if unknown:
@@ -118,6 +120,39 @@ class Profile:
                 "accelerates": dict(self.accelerates), "runtime": self.runtime}
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_types(p: Profile, where: str) -> None:
+    """Every field of the type the estimators use, so that a wrong profile fails when it is
+    loaded (before a study), not inside the advisor after it."""
+    for key in ("name", "description", "kind", "runtime", "weights_in", "default_priority"):
+        if not isinstance(getattr(p, key), str):
+            raise UserError(f"{where}: {key} must be text, got {getattr(p, key)!r}.")
+    for key in ("sources", "aliases"):
+        if not all(isinstance(s, str) for s in getattr(p, key)):
+            raise UserError(f"{where}: {key} must be a list of text.")
+    for key in ("usable_ram_fraction", "cache_bytes", "cache_bandwidth_gbs",
+                "runtime_overhead_mb", "unstructured_efficiency"):
+        value = getattr(p, key)
+        if not _number(value) or value < 0:
+            raise UserError(f"{where}: {key} must be a number >= 0, got {value!r}.")
+    if not 0 < p.usable_ram_fraction <= 1:
+        raise UserError(f"{where}: usable_ram_fraction must be in (0, 1], got "
+                        f"{p.usable_ram_fraction!r}.")
+    tables = {"peak_gmacs": p.peak_gmacs, "efficiency": p.efficiency,
+              "overhead_us": p.overhead_us,
+              "energy": {k: v for k, v in p.energy.items() if k != "pj_per_mac"}
+              if isinstance(p.energy, dict) else p.energy,
+              "energy.pj_per_mac": p.energy.get("pj_per_mac", {})
+              if isinstance(p.energy, dict) else {}}
+    for key, table in tables.items():
+        if not isinstance(table, dict) or not all(
+                isinstance(k, str) and _number(v) and v >= 0 for k, v in table.items()):
+            raise UserError(f"{where}: {key} must map names to numbers >= 0, got {table!r}.")
+
+
 def _search_dirs() -> list[Path]:
     extra = os.environ.get("EDGESHRINK_DEVICES", "")
     return [Path(p) for p in extra.split(os.pathsep) if p] + [PROFILE_DIR]
@@ -137,6 +172,12 @@ def _read(path: Path) -> Profile:
     unknown = sorted(set(data) - names)
     if unknown:
         raise UserError(f"device profile {path}: unknown field(s) {', '.join(unknown)}.")
+    for key in ("sources", "aliases"):
+        if not isinstance(data.get(key) or [], list):
+            raise UserError(f"device profile {path}: {key} must be a list.")
+    if not isinstance(data["accelerates"], dict):
+        raise UserError(f"device profile {path}: accelerates must map int8/fp16/... to "
+                        "true or false.")
     data["sources"] = tuple(data["sources"] or ())
     data["aliases"] = tuple(data.get("aliases") or ())
     data["accelerates"] = {str(k): bool(v) for k, v in data["accelerates"].items()}

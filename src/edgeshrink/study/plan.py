@@ -100,7 +100,11 @@ def load_plan(path: Path | str) -> list[CandidateSpec]:
                             "such as {kind: int8_static}.")
         if not items:
             raise UserError(f"plan file {path}: {_empty(str(name))}")
-        specs.append(CandidateSpec(str(name), tuple(config_from_dict(i) for i in items)))
+        recipe = tuple(config_from_dict(i) for i in items)
+        if any(c.stage == "artifact" for c in recipe[:-1]):
+            raise UserError(f"plan file {path}: candidate {name!r}: a step that writes the "
+                            "deployable file (e.g. int8_static, fp16) must be the last one.")
+        specs.append(CandidateSpec(str(name), recipe))
     return specs
 
 

@@ -147,8 +147,9 @@ class RunFolder:
             folder.candidates = {str(k): list(v) for k, v in data.get("candidates", {}).items()}
             folder.foreign = set(data.get("foreign", []))
         elif data is not None:  # --force over a run: remove what it wrote, keep the rest
-            folder.foreign = set(data.get("foreign", [])) | (set(_files(out)) - set(data["files"])
-                                                             - {MANIFEST})
+            later = {f for f in set(_files(out)) - set(data["files"]) - {MANIFEST}
+                     if f.split("/")[0] not in _RESERVED}  # `recommend` rewrites those
+            folder.foreign = set(data.get("foreign", [])) | later
             folder._delete(data["files"])
         else:
             folder.foreign = set(_files(out))

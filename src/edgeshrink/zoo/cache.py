@@ -55,8 +55,12 @@ def cache_dir() -> Path:
 def _load_weights(path: Path, model: nn.Module) -> None:
     """Load a weights-only state dict into ``model``; anything else (a pickle with code, a
     damaged or foreign file) is refused without running it, in one sentence."""
+    import warnings
+
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about the protocol of foreign pickles
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
                                                   for v in state.values()):
             raise TypeError("not a state dict of tensors")
