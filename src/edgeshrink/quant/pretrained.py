@@ -117,7 +117,12 @@ def _prune_specs(task, transformer: bool) -> list:
     # the Linears that write into it, LayerNorms; Hugging Face BERT names) stays
     residual = (r".*embeddings.*", r".*attention\.output\.dense", r".*layer\.\d+\.output\.dense",
                 r".*LayerNorm")  # fmt: skip
-    structured = (StructuredConfig(ratio=0.25, head_ratio=0.25, exclude=residual) if transformer
+    # head_ratio only where the attention modules are ones the pruner recognises (num_heads +
+    # q/k/v): Hugging Face BERT's are not, and there head_ratio silently removed nothing
+    from edgeshrink.prune.structured import _attention
+
+    heads = 0.25 if _attention(task.model) else 0.0
+    structured = (StructuredConfig(ratio=0.25, head_ratio=heads, exclude=residual) if transformer
                   else StructuredConfig(ratio=0.25, round_to=16))  # fmt: skip
     prefix: tuple = (structured,)
     if task.train is not None:  # distillation from the FP32 model on unlabelled data

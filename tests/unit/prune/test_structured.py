@@ -283,6 +283,11 @@ def test_study_candidates_are_recipes():
     assert all(s.recipe[0].kind == "structured" for s in specs)
 
 
+def test_study_candidates_fine_tune_with_distillation(digits_task):
+    specs = study_candidates(digits_task)
+    assert all(s.recipe[1].kind == "finetune" and s.recipe[1].distill == 0.5 for s in specs)
+
+
 class Grouped(nn.Module):
     """A grouped (not depthwise) convolution between two plain ones (ResNeXt-style)."""
 
