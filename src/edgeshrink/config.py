@@ -187,11 +187,14 @@ def recipe_from_yaml(text: str, what: str = "recipe") -> list[Config]:
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         raise UserError(f"{what} must be a YAML list of transform configs such as "
                         "- {kind: int8_static}.")
-    recipe = [config_from_dict(item) for item in items]
+    return [config_from_dict(item) for item in items]
+
+
+def check_artifact_last(recipe: list[Config], what: str) -> None:
+    """Refuse a recipe whose deployable-file step (INT8, FP16, ...) is not its last step."""
     if any(c.stage == "artifact" for c in recipe[:-1]):
         raise UserError(f"{what}: a step that writes the deployable file (e.g. int8_static, "
                         "fp16) must be the last one.")
-    return recipe
 
 
 def check_range(

@@ -30,7 +30,13 @@ def pruning_kinds() -> list[str]:
 def build_recipe(method: str | None, sparsity: float | None, sets: list[str],
                  finetune_epochs: int, distill: float, recipe_path: Path | None) -> list:
     """The recipe ``edgeshrink prune`` applies, validated; user mistakes are UserErrors."""
-    from edgeshrink.config import CONFIGS, check_range, config_from_dict, recipe_from_yaml
+    from edgeshrink.config import (
+        CONFIGS,
+        check_artifact_last,
+        check_range,
+        config_from_dict,
+        recipe_from_yaml,
+    )
     from edgeshrink.errors import UserError
     from edgeshrink.train import FinetuneConfig
 
@@ -46,6 +52,7 @@ def build_recipe(method: str | None, sparsity: float | None, sets: list[str],
 
         recipe = recipe_from_yaml(read_text(recipe_path, "recipe file"),
                                   f"recipe file {recipe_path}")
+        check_artifact_last(recipe, f"recipe file {recipe_path}")
         if not recipe:
             raise UserError(f"recipe file {recipe_path} holds no transforms.")
     else:

@@ -23,7 +23,7 @@ __all__ = ["register"]
 
 def build_recipe(method: str | None, sets: list[str], recipe_path: Path | None) -> list:
     """The recipe ``edgeshrink quantize`` applies; it must end in a deployable artifact."""
-    from edgeshrink.config import CONFIGS, config_from_dict, recipe_from_yaml
+    from edgeshrink.config import CONFIGS, check_artifact_last, config_from_dict, recipe_from_yaml
     from edgeshrink.errors import UserError
 
     if recipe_path is not None:
@@ -33,6 +33,7 @@ def build_recipe(method: str | None, sets: list[str], recipe_path: Path | None) 
 
         recipe = recipe_from_yaml(read_text(recipe_path, "recipe file"),
                                   f"recipe file {recipe_path}")
+        check_artifact_last(recipe, f"recipe file {recipe_path}")
     else:
         kinds = family_kinds("quantization")
         if method is None:

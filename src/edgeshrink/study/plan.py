@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeshrink.config import Config, config_from_dict, config_to_dict
+from edgeshrink.config import Config, check_artifact_last, config_from_dict, config_to_dict
 from edgeshrink.errors import UserError
 
 __all__ = [
@@ -101,9 +101,7 @@ def load_plan(path: Path | str) -> list[CandidateSpec]:
         if not items:
             raise UserError(f"plan file {path}: {_empty(str(name))}")
         recipe = tuple(config_from_dict(i) for i in items)
-        if any(c.stage == "artifact" for c in recipe[:-1]):
-            raise UserError(f"plan file {path}: candidate {name!r}: a step that writes the "
-                            "deployable file (e.g. int8_static, fp16) must be the last one.")
+        check_artifact_last(list(recipe), f"plan file {path}: candidate {name!r}")
         specs.append(CandidateSpec(str(name), recipe))
     return specs
 
