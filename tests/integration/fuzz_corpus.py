@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeshrink.zoo.cache import TRAINING  # part of every zoo cache file name
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "unit" / "bench"))
 sys.path.insert(0, str(HERE.parent / "unit" / "report"))
@@ -440,7 +442,7 @@ def build(d: Path | None = None) -> list[Case]:
                           "truncated-zip": b"PK\x03\x04" + b"\0" * 40}.items():
         add(Case(f"study-zoo-cache-{name}", ["study", "--task", "zoo:lenet5-digits", "--out",
                                              "{d}/o"],
-                 {"cache/zoo/lenet5-digits-v1-s0.pt": content}, {"EDGESHRINK_CACHE": "{d}/cache"}))
+                 {f"cache/zoo/lenet5-digits-v1-s0-{TRAINING}.pt": content}, {"EDGESHRINK_CACHE": "{d}/cache"}))
 
     # --- the output folder
     add(Case("study-out-file", ["study", "--out", "{d}/f"], {"f": b"keep"}))
