@@ -9,6 +9,11 @@ Across CPU models the vector kernels themselves differ (AVX2 vs AVX-512 oneDNN/M
 sum in different orders), so bitwise equality is promised only on one CPU type; the
 cache key carries ``TRAINING`` so that weights trained the old (thread-dependent) way
 are never reused.
+
+The weights of the trained zoo baselines also ship inside the package
+(``edgeshrink/zoo/weights/KEY-TRAINING.pt``, trained under :func:`deterministic_training`),
+so that every machine, whatever its CPU, starts from the same baselines and the figures
+reproduce; training runs only for a key that neither the cache nor the package holds.
 """
 
 from __future__ import annotations
@@ -25,9 +30,10 @@ from torch import nn
 from edgeshrink.errors import UserError
 from edgeshrink.results import atomic_write_bytes
 
-__all__ = ["cache_dir", "cached_state", "deterministic_training", "TRAINING"]
+__all__ = ["cache_dir", "cached_state", "deterministic_training", "TRAINING", "SHIPPED"]
 
 TRAINING = "det1"  # the training regime, part of every cache key (see the module docstring)
+SHIPPED = Path(__file__).resolve().parent / "weights"  # baselines trained once, same everywhere
 
 
 @contextlib.contextmanager
@@ -72,14 +78,18 @@ def _load_weights(path: Path, model: nn.Module) -> None:
 
 
 def cached_state(key: str, model: nn.Module, train: Callable[[nn.Module], None]) -> nn.Module:
-    """Load ``model``'s weights from the cache under ``key``, or train and cache them.
+    """Load ``model``'s weights from the cache or the package under ``key``, or train and
+    cache them.
 
     ``key`` must change whenever the architecture, data split, seed or training recipe
     changes (callers put a version and the seed in it).
     """
     path = cache_dir() / "zoo" / f"{key}-{TRAINING}.pt"
+    shipped = SHIPPED / path.name
     if path.is_file():
         _load_weights(path, model)
+    elif shipped.is_file():
+        _load_weights(shipped, model)
     else:
         with deterministic_training():
             train(model)
