@@ -24,7 +24,7 @@ app = typer.Typer(
     help="Prune, quantize, or both: every sensible compression of a PyTorch model, "
     "measured on the file that would ship, and one recommendation for your device.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
     pretty_exceptions_enable=False,
 )
 

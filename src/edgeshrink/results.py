@@ -202,16 +202,21 @@ def _unwritable(path: Path, exc: OSError) -> Exception:
     return UserError(f"cannot write {path} ({exc.strerror or exc}).")
 
 
+SCHEMA_VERSION = 1  # of results.json and every `--json` output; bump on incompatible change
+
+
 def atomic_write_text(path: Path | str, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def save_run(run: RunRecord, run_dir: Path | str) -> Path:
     """Write ``RUN/results.json`` as strict JSON (RFC 8259): a NaN or infinite figure is
-    written as null and named, with its value, in the top-level ``non_finite`` list."""
+    written as null and named, with its value, in the top-level ``non_finite`` list.
+    ``schema_version`` (:data:`SCHEMA_VERSION`) comes first; every ``--json`` output of the
+    CLI carries the same number."""
     path = Path(run_dir) / "results.json"
     reasons: list[dict[str, str]] = []
-    data = _finite(run.to_dict(), "", reasons)
+    data = {"schema_version": SCHEMA_VERSION, **_finite(run.to_dict(), "", reasons)}
     if reasons:
         data["non_finite"] = reasons
     atomic_write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")

@@ -9,6 +9,7 @@ __all__ = ["register"]
 
 def devices(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also print each profile's sources."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (schema_version, devices)."),
 ) -> None:
     """List device profiles: memory, peak throughput, what each accelerates.
 
@@ -20,6 +21,17 @@ def devices(
 
     from edgeshrink.devices import ACCELERATION_KEYS, list_profiles
 
+    if as_json:
+        import json
+
+        from edgeshrink.results import SCHEMA_VERSION
+
+        print(json.dumps({"schema_version": SCHEMA_VERSION, "devices": [
+            {**p.summary(), "aliases": list(p.aliases), "peak_gmacs": dict(p.peak_gmacs),
+             "memory_bandwidth_gbs": p.memory_bandwidth_gbs,
+             "default_priority": p.default_priority, "path": str(p.path)}
+            for p in list_profiles().values()]}, indent=2, allow_nan=False))
+        return
     table = Table(title="device profiles (figures from each profile's sources)")
     table.add_column("name", no_wrap=True)
     for col in ("kind", "RAM", "storage", "peak GMAC/s", "GB/s", "accelerates", "priority"):

@@ -26,6 +26,8 @@ def recommend(
     bench_json: list[Path] = typer.Option(
         None, help="`edgeshrink bench --json` files measured on the device; matched to the "
         "run's artifacts by sha256, their latencies replace the estimates (repeatable)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the recommendation as JSON "
+                                 "(with schema_version) instead of sentences."),
 ) -> None:
     """Pick the candidate that meets the constraints on DEVICE and is best on the priority.
 
@@ -58,6 +60,13 @@ def recommend(
         write_report(run_dir)  # the page says why nothing fits; the old pick is gone
         raise
     report = write_report(run_dir)
+    if as_json:
+        import json
+
+        from edgeshrink.results import SCHEMA_VERSION
+
+        print(json.dumps({"schema_version": SCHEMA_VERSION, **rec}, indent=2, allow_nan=False))
+        return
     print_recommendation(rec, Console(), run_dir)
     Console().print(f"report: {report}", highlight=False)
 

@@ -54,11 +54,22 @@ def study(
     bench_json: list[Path] = typer.Option(
         None, help="`edgeshrink bench --json` files measured on the device: their latencies "
         "replace the local ones for the artifacts they cover (repeatable)."),
+    as_json: bool = typer.Option(False, "--json", help="Print results.json (with its "
+                                 "schema_version) on stdout instead of the tables."),
     source=None,
 ) -> None:
     """Run the baseline and every candidate, measured on the exported artifact in ONNX Runtime."""
+    import time
+
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from edgeshrink.errors import UserError
     from edgeshrink.report.html import write_report
@@ -93,13 +104,17 @@ def study(
     if log:  # not before: a bad --task stays a one-line error
         _log(f"{source.model or task} loaded; {len(specs)} candidates to build into {out}")
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
+               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    started, done = time.monotonic(), [0]
     with Progress(*columns, console=console, disable=log) as bar:
         job = bar.add_task("baseline", total=len(specs) + 1)
 
         def on_progress(name: str, step: str) -> None:
+            if step == "done":
+                done[0] += 1
             if log:
-                _log(f"{name}: {step}")
+                eta = _eta(started, done[0], len(specs) + 1) if step == "done" else ""
+                _log(f"{name}: {step}" + (f" ({done[0]}/{len(specs) + 1}, {eta})" if eta else ""))
             elif step.startswith("rebuilding"):
                 bar.console.print(f"{name}: {step}", markup=False, highlight=False)
             if step == "done":
@@ -125,11 +140,13 @@ def study(
         run = load_run(out)
     report = write_report(out)
     RunFolder.existing(out).adopt_all()  # report, hand-over: files --force may replace later
-    print_summary(run, Console())
-    Console().print(
-        f"\nresults: {out / 'results.json'}   artifacts: {out / 'artifacts'}/   report: {report}",
-        highlight=False,
-    )
+    if as_json:  # the run as results.json holds it, on stdout; messages stay on stderr
+        print((out / "results.json").read_text(encoding="utf-8"), end="")
+    else:
+        print_summary(run, Console())
+        Console().print(
+            f"\nresults: {out / 'results.json'}   artifacts: {out / 'artifacts'}/   "
+            f"report: {report}", highlight=False)
     if advice_error is not None:
         raise advice_error
 
@@ -149,6 +166,23 @@ def _constraints(device, priority, **limits):
     return constraints if device is not None else None
 
 
+def _print_json(data) -> None:
+    """One strict-JSON document on stdout (the machine-readable twin of a table)."""
+    import json
+
+    print(json.dumps(data, indent=2, allow_nan=False))
+
+
+def _eta(started: float, done: int, total: int) -> str:
+    """``ETA 1m20s`` from the mean time of the candidates done so far ('' before the first)."""
+    import time
+
+    if done < 1 or done >= total:
+        return ""
+    left = (time.monotonic() - started) / done * (total - done)
+    return f"ETA {int(left // 60)}m{int(left % 60):02d}s"
+
+
 def _log(text: str) -> None:
     """One progress line for a non-interactive log, flushed so that a killed run's log shows
     how far it got."""
@@ -158,13 +192,22 @@ def _log(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
-def tasks() -> None:
+def tasks(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (schema_version, tasks)."),
+) -> None:
     """List the zoo tasks."""
     from rich.console import Console
     from rich.table import Table
 
     from edgeshrink import zoo
 
+    if as_json:
+        from edgeshrink.results import SCHEMA_VERSION
+
+        _print_json({"schema_version": SCHEMA_VERSION, "tasks": [
+            {"name": f"zoo:{name}", "description": entry.description,
+             "requires": list(entry.requires)} for name, entry in zoo.available().items()]})
+        return
     table = Table("task", "description")
     for name, entry in zoo.available().items():
         table.add_row(f"zoo:{name}", entry.description)
