@@ -143,6 +143,9 @@ def finetune(
 
 @transform(FinetuneConfig)
 def _handle(cfg: FinetuneConfig, model: nn.Module, ctx) -> nn.Module:
-    """A recipe step: retrain on the task's training split, distilling from ``ctx.teacher``."""
+    """A recipe step: retrain on the task's training split, distilling from ``ctx.teacher``;
+    each epoch is reported through ``ctx.on_step`` (the study's progress and log)."""
+    step = getattr(ctx, "on_step", None)
+    on_epoch = (lambda e: step(f"finetune epoch {e + 1}/{cfg.epochs}")) if step else None
     return fit(model, cfg, ctx.task.train, teacher=ctx.teacher, seed=ctx.seed,
-               loss_fn=getattr(ctx.task, "loss_fn", None))
+               on_epoch=on_epoch, loss_fn=getattr(ctx.task, "loss_fn", None))

@@ -189,3 +189,18 @@ def test_fit_on_logit_targets_distils_from_them():
     before = gap()
     fit(student, FinetuneConfig(epochs=20, lr=1e-2, batch_size=32), data)
     assert gap() < 0.2 * before
+
+
+def test_a_finetune_step_reports_each_epoch_to_the_study(tmp_path):
+    """The study's progress and log show fine-tuning epoch by epoch (issue #16)."""
+    from types import SimpleNamespace
+
+    from edgeshrink.transforms import HANDLERS, TransformContext, load_handlers
+
+    steps: list[str] = []
+    task = SimpleNamespace(train=tiny_data(), loss_fn=None)
+    ctx = TransformContext(task=task, workdir=tmp_path, on_step=steps.append)
+    load_handlers()
+    HANDLERS[FinetuneConfig](FinetuneConfig(epochs=3, lr=1e-2), tiny_model(), ctx)
+    assert [s for s in steps if s.startswith("finetune epoch")] == [
+        "finetune epoch 1/3", "finetune epoch 2/3", "finetune epoch 3/3"]
