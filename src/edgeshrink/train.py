@@ -145,7 +145,13 @@ def finetune(
 def _handle(cfg: FinetuneConfig, model: nn.Module, ctx) -> nn.Module:
     """A recipe step: retrain on the task's training split, distilling from ``ctx.teacher``;
     each epoch is reported through ``ctx.on_step`` (the study's progress and log)."""
-    step = getattr(ctx, "on_step", None)
-    on_epoch = (lambda e: step(f"finetune epoch {e + 1}/{cfg.epochs}")) if step else None
     return fit(model, cfg, ctx.task.train, teacher=ctx.teacher, seed=ctx.seed,
-               on_epoch=on_epoch, loss_fn=getattr(ctx.task, "loss_fn", None))
+               on_epoch=epoch_reporter(ctx, "finetune", cfg.epochs),
+               loss_fn=getattr(ctx.task, "loss_fn", None))
+
+
+def epoch_reporter(ctx, label: str, epochs: int):
+    """``on_epoch`` for :func:`fit` that tells ``ctx.on_step`` "LABEL epoch k/N" (None when
+    nobody listens)."""
+    step = getattr(ctx, "on_step", None)
+    return (lambda e: step(f"{label} epoch {e + 1}/{epochs}")) if step else None

@@ -186,12 +186,13 @@ def lowbit_model(model: nn.Module, cfg: LowBitConfig) -> tuple[nn.Module, dict]:
 def retrain(model: nn.Module, ctx: TransformContext, *, epochs: int, lr: float,
             distill: float = 0.0) -> nn.Module:
     """Fine-tune a wrapped model on the task's training data (edgeshrink.train.fit)."""
-    from edgeshrink.train import FinetuneConfig, fit
+    from edgeshrink.train import FinetuneConfig, epoch_reporter, fit
 
     if epochs == 0:
         return model.eval()
     cfg = FinetuneConfig(epochs=epochs, lr=lr, distill=distill)
-    return fit(model, cfg, ctx.task.train, teacher=ctx.teacher, seed=ctx.seed)
+    return fit(model, cfg, ctx.task.train, teacher=ctx.teacher, seed=ctx.seed,
+               on_epoch=epoch_reporter(ctx, "retrain", epochs))
 
 
 def _simulator(model: nn.Module) -> Callable:
