@@ -1,6 +1,6 @@
 """The one exception type that means "the user gave us something we cannot use"."""
 
-__all__ = ["UserError", "NoCandidateError", "CompressionWarning"]
+__all__ = ["UserError", "NoCandidateError", "CompressionWarning", "exit_code_of"]
 
 
 class UserError(Exception):
@@ -18,6 +18,26 @@ class NoCandidateError(UserError):
 
     exit_code = 3
 
+
 class CompressionWarning(UserWarning):
     """A transform did something the user may not expect (a layer nearly emptied, a setting
     that removes nothing); printed once per message, the run goes on."""
+
+
+def exit_code_of(command) -> int:
+    """Run ``command()`` for a device-side entry point (bench, monitor: no typer there) and
+    return its exit code: a :class:`UserError` is one sentence on stderr and its
+    ``exit_code`` (the traceback when ``EDGESHRINK_DEBUG`` is set), Ctrl-C is 130."""
+    import os
+    import sys
+
+    try:
+        return command()
+    except UserError as exc:
+        if os.environ.get("EDGESHRINK_DEBUG"):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("aborted", file=sys.stderr)
+        return 130

@@ -19,6 +19,7 @@ from edgeshrink.bench.render import render_compare, render_report
 from edgeshrink.bench.runner import BenchOptions, bench_model, compare
 from edgeshrink.bench.session import BenchError
 from edgeshrink.bench.timing import DEFAULT_RUNS, DEFAULT_WARMUP
+from edgeshrink.errors import exit_code_of
 
 __all__ = ["main", "run", "build_parser"]
 
@@ -160,22 +161,17 @@ def run(
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m edgeshrink.bench``; returns the exit code."""
     ns = build_parser().parse_args(argv)
-    try:
-        if ns.write_pyz:
-            from edgeshrink.bench.portable import write_pyz
+    return exit_code_of(lambda: _dispatch(ns))
 
-            print(write_pyz(ns.write_pyz))
-            return 0
-        models = ([ns.model] if ns.model else []) + list(ns.compare)
-        if ns.compare and len(models) < 2:
-            raise BenchError("--compare needs at least two models, e.g. A.onnx --compare B.onnx.")
-        run(models, _options(ns), as_json=ns.json, out=ns.out)
-    except BenchError as exc:
-        if os.environ.get("EDGESHRINK_DEBUG"):
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("aborted", file=sys.stderr)
-        return 130
+
+def _dispatch(ns: argparse.Namespace) -> int:
+    if ns.write_pyz:
+        from edgeshrink.bench.portable import write_pyz
+
+        print(write_pyz(ns.write_pyz))
+        return 0
+    models = ([ns.model] if ns.model else []) + list(ns.compare)
+    if ns.compare and len(models) < 2:
+        raise BenchError("--compare needs at least two models, e.g. A.onnx --compare B.onnx.")
+    run(models, _options(ns), as_json=ns.json, out=ns.out)
     return 0

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
-from edgeshrink.errors import UserError
+from edgeshrink.errors import UserError, exit_code_of
 
 __all__ = ["main", "build_parser", "EXIT_ALERT"]
 
@@ -162,29 +161,24 @@ def main(argv: list[str] | None = None) -> int:
     if ns.cmd is None:
         parser.print_help()
         return 2
-    try:
-        if ns.cmd == "run":
-            alerts = _run(ns)
-            print(f"monitor: {len(alerts)} alert(s)", file=sys.stderr)
-            return EXIT_ALERT if alerts else 0
-        if ns.cmd == "label":
-            mon = _monitor(ns)
-            from edgeshrink.monitor.sources import read_labels
+    return exit_code_of(lambda: _dispatch(ns))
 
-            alerts = mon.label(*read_labels(ns.labels))
-            mon.close()
-            _emit(alerts)
-            return EXIT_ALERT if alerts else 0
-        if ns.cmd == "status":
-            _status(ns)
-        else:
-            _profile(ns)
-    except UserError as exc:
-        if os.environ.get("EDGESHRINK_DEBUG"):
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("aborted", file=sys.stderr)
-        return 130
+
+def _dispatch(ns: argparse.Namespace) -> int:
+    if ns.cmd == "run":
+        alerts = _run(ns)
+        print(f"monitor: {len(alerts)} alert(s)", file=sys.stderr)
+        return EXIT_ALERT if alerts else 0
+    if ns.cmd == "label":
+        mon = _monitor(ns)
+        from edgeshrink.monitor.sources import read_labels
+
+        alerts = mon.label(*read_labels(ns.labels))
+        mon.close()
+        _emit(alerts)
+        return EXIT_ALERT if alerts else 0
+    if ns.cmd == "status":
+        _status(ns)
+    else:
+        _profile(ns)
     return 0
