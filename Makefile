@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/pip || $(PY) -m venv --clear $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q 'torch==2.13.0'  # the release CI tests; pyproject admits a range
-	$(BIN)/pip install -q -e '.[dev,zoo,search]'
+	$(BIN)/pip install -q -e '.[dev,zoo,search,litert,executorch]' 'torch==2.13.0'
 	$(BIN)/pip install -q --no-deps $(NODEPS)
 	touch $(STAMP)
 
