@@ -40,7 +40,8 @@ CONFIGS: dict[str, type[Config]] = {}
 
 # The packages whose import registers the transform kinds (by name, so that this module
 # imports nothing of ours): a recipe read before anything imported them still finds them.
-TECHNIQUE_PACKAGES = ("edgeshrink.prune", "edgeshrink.quant", "edgeshrink.train")
+TECHNIQUE_PACKAGES = ("edgeshrink.prune", "edgeshrink.quant", "edgeshrink.train",
+                      "edgeshrink.targets.configs")
 
 
 def load_kinds() -> None:
