@@ -91,8 +91,10 @@ def transform(config_cls: type[Config]):
 def load_handlers() -> None:
     """Import the technique packages, which registers their configs and handlers."""
     from edgeshrink.config import load_kinds
+    from edgeshrink.targets import load_builders
 
     load_kinds()
+    load_builders()
 
 
 def apply_recipe(recipe: list[Config], ctx: TransformContext) -> Artifact:

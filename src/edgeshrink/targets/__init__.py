@@ -20,7 +20,7 @@ import importlib
 from edgeshrink.errors import UserError
 from edgeshrink.targets.base import Target, TargetError
 
-__all__ = ["Target", "TargetError", "get_target", "target_for", "TARGET_NAMES"]
+__all__ = ["Target", "TargetError", "get_target", "target_for", "load_builders", "TARGET_NAMES"]
 
 # name -> module defining ``TARGET`` (a Target instance); imported on first use.
 _MODULES = {
@@ -47,3 +47,9 @@ def target_for(art) -> Target:
     """The target that runs an :class:`~edgeshrink.transforms.Artifact` (``art.runtime``).
     ``simulated`` artifacts are measured through the dense ONNX file ONNX Runtime runs."""
     return get_target(art.runtime)
+
+
+def load_builders() -> None:
+    """Import every target module: each registers the transform that builds its file."""
+    for module in _MODULES.values():
+        importlib.import_module(module)

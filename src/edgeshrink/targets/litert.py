@@ -1,0 +1,18 @@
+"""LiteRT target (being built: see the Target contract in :mod:`edgeshrink.targets.base`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgeshrink.targets.base import Target, TargetError
+
+
+class LiteRTTarget(Target):
+    name = "litert"
+    label = "LiteRT"
+
+    def load(self, path: Path, threads: int = 1):
+        raise TargetError("the LiteRT target is not built yet.")
+
+
+TARGET = LiteRTTarget()

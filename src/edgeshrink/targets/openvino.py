@@ -1,0 +1,18 @@
+"""OpenVINO target (being built: see the Target contract in :mod:`edgeshrink.targets.base`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgeshrink.targets.base import Target, TargetError
+
+
+class OpenVINOTarget(Target):
+    name = "openvino"
+    label = "OpenVINO"
+
+    def load(self, path: Path, threads: int = 1):
+        raise TargetError("the OpenVINO target is not built yet.")
+
+
+TARGET = OpenVINOTarget()
