@@ -49,7 +49,9 @@ def test_visits_time_a_block_after_untimed_settling():
     # visits alternate a, b, b, a and each one starts with untimed settling calls
     runs = [(c, len(list(g))) for c, g in itertools.groupby(text)]
     assert [c for c, _ in runs] == ["a", "b", "a"]  # b's two visits are adjacent (B A order)
-    assert runs[0][1] >= 3 + 2 and text.count("a") > 5  # settle calls are not samples
+    # each visit settles with at least one untimed call (a loaded machine may fit only one
+    # sleep in settle_s), and those calls are not samples: a ran 5 timed + >= 2 settling
+    assert runs[0][1] >= 3 + 1 and text.count("a") >= 5 + 2
 
 
 def test_single_function_does_not_settle():
