@@ -58,3 +58,22 @@ def test_dynamic_int8_cnn_is_not_credited_with_int8_speed(files):
     assert not dyn.accelerated and static.accelerated
     assert dyn.dtype_split["fp32"] == pytest.approx(CONV / (CONV + FC))
     assert any("run below fp32" in n for n in dyn.notes)
+
+
+def test_tflite_split_from_each_ops_tensors():
+    """Three tiny files (Conv2d 2->4 3x3 on 4x4, then Linear 64->3) built once by
+    litert-torch: FP32, full-int8 (PT2E static) and dynamic-range (int8 weights under float
+    inputs, LiteRT's hybrid kernels)."""
+    pytest.importorskip("ai_edge_litert")
+    from pathlib import Path
+
+    from edgeshrink.measure.op_precision import tflite_op_macs
+
+    data = Path(__file__).parent / "data"
+    conv, fc = 4 * 4 * 4 * 2 * 9, 64 * 3
+    assert macs_by_precision(data / "tiny_conv_fc.tflite") == {"fp32": conv + fc}
+    assert macs_by_precision(data / "tiny_conv_fc_int8.tflite") == {"int8": conv + fc}
+    ops = tflite_op_macs(data / "tiny_conv_fc_dyn.tflite")
+    assert [(n.split("#")[0], p, m) for n, p, m in ops] == [("CONV_2D", "int8", conv),
+                                                           ("FULLY_CONNECTED", "int8", fc)]
+    assert macs_by_precision(data / "missing.tflite") is None
