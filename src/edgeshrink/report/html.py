@@ -27,7 +27,7 @@ from edgeshrink.report.views import Row, View, views
 from edgeshrink.results import RunRecord, atomic_write_bytes, atomic_write_text, load_run
 from edgeshrink.units import fmt_bytes
 
-__all__ = ["write_report", "render_page"]
+__all__ = ["write_report", "render_page", "not_timed_here"]
 
 VIEW_NOTES = {
     "device": "The numbers the advisor decided on: the size of the file that ships on the "
@@ -168,7 +168,16 @@ def render_page(run: RunRecord, *, plots: dict[str, Plot] | None = None,
         cards=_cards(run, vs) if vs else [], fmt=fmt_value,
         views=[_view_context(run, v, plots, set(pngs)) for v in vs],
         heat=[_plot_context(p, set(pngs)) for k, p in plots.items()
-              if k.startswith("sensitivity_")])
+              if k.startswith("sensitivity_")],
+        not_timed=not_timed_here(run))
+
+
+def not_timed_here(run: RunRecord) -> list[dict[str, str]]:
+    """Candidates whose runtime this machine cannot time (TensorRT: the engine is built on
+    the device), each with its sentence and the command that builds and times it there."""
+    return [{"name": c.name, "why": str(c.notes["not_timed_here"]),
+             "command": str(c.notes.get("trtexec", ""))}
+            for c in run.all_candidates() if (c.notes or {}).get("not_timed_here")]
 
 
 def write_report(run_dir: Path | str) -> Path:
