@@ -88,7 +88,7 @@ def measure_artifact(
     if split:  # the precision each op really runs in, for the device estimate
         notes["macs_by_precision"] = split
     notes["sha256"] = figures["sha256"]  # matches `edgeshrink bench --json` files from a device
-    if art.runtime != "openvino":
+    if art.runtime != "openvino" and "onnx_nodes" not in notes:  # a builder may know better
         notes["onnx_nodes"] = runtime_node_count(art.path)  # per-dispatch overhead estimates
     by_threads, main = figures["by_threads"], str(max(threads))
     macs, act = count_macs(art.model, task.example_inputs())

@@ -84,6 +84,27 @@ def check_symmetric_qdq(path: Path | str) -> int:
     return quantize
 
 
+def engine_layers(path: Path | str) -> int:
+    """Kernels the engine would dispatch, roughly: the graph's nodes less the Q/DQ nodes and
+    the activations that TensorRT fuses into the layer before them (NVIDIA, "Types of
+    Fusions": convolution/GEMM + ReLU, and Q/DQ folded into the quantized layer)."""
+    import onnx_ir as ir
+
+    graph = ir.load(str(path)).graph
+    fused = ("QuantizeLinear", "DequantizeLinear")
+    count = 0
+    for node in graph.all_nodes():
+        src = node.inputs[0].producer() if node.inputs and node.inputs[0] is not None else None
+        while src is not None and src.op_type in fused:  # Conv -> Q -> DQ -> Relu fuses too
+            src = src.inputs[0].producer()
+        if node.op_type in fused or (node.op_type in ("Relu", "Clip", "LeakyRelu")
+                                     and src is not None
+                                     and src.op_type in ("Conv", "Gemm", "MatMul")):
+            continue
+        count += 1
+    return count
+
+
 @transform(TensorRTQDQConfig)
 def build_qdq(cfg: TensorRTQDQConfig, model, ctx: TransformContext) -> Artifact:
     """The QDQ ``.onnx`` of ``model`` for ``trtexec --int8`` (see the module docstring)."""
@@ -102,7 +123,8 @@ def build_qdq(cfg: TensorRTQDQConfig, model, ctx: TransformContext) -> Artifact:
     notes = {"format": "QDQ (TensorRT explicit quantization)", "activations": "int8",
              "symmetric_activations": True, "per_channel": True, "calibrator": calibrator,
              "weights_stored": "fp32 with a Q/DQ pair (the engine stores int8)",
-             "quantize_nodes": pairs, "trtexec": trtexec_command(path.name),
+             "quantize_nodes": pairs, "onnx_nodes": engine_layers(path),
+             "trtexec": trtexec_command(path.name),
              "not_timed_here": NOT_TIMED_HERE,
              "accuracy_from": "ONNX Runtime on the QDQ file (a proxy for the TensorRT engine)"}
     return Artifact(path=path, model=model, precision="int8", runtime="tensorrt", notes=notes)

@@ -36,6 +36,26 @@ def test_qdq_file_is_symmetric_int8_with_the_trtexec_command(trt_art):
     assert trt_art.notes["trtexec"].splitlines()[0] == (
         "trtexec --onnx=trt.onnx --int8 --fp16 --saveEngine=trt.engine --skipInference")
     assert "no tensorrt engine was built or timed" in trt_art.notes["not_timed_here"].lower()
+    # Conv+ReLU, MaxPool, Conv+ReLU, MaxPool, Flatten, Gemm+ReLU, Gemm: Q/DQ and ReLU fused
+    assert trt_art.notes["onnx_nodes"] == 7
+
+
+def test_study_records_an_estimate_and_no_memory_for_tensorrt(digits_task, tmp_path):
+    from edgeshrink.results import load_run
+    from edgeshrink.study.plan import CandidateSpec
+    from edgeshrink.study.runner import run_study
+    from edgeshrink.targets.configs import TensorRTQDQConfig
+
+    run_study(digits_task, [CandidateSpec("trt", (TensorRTQDQConfig(calibrator="minmax"),))],
+              tmp_path, threads=(1,), budget_s=0.05)
+    run = load_run(tmp_path)
+    trt, base = run.get("trt"), run.baseline
+    assert trt.runtime == "tensorrt" and trt.peak_memory_mb is None
+    assert trt.latency_ms["source"] == "estimate"
+    assert trt.latency_ms["estimated_on"] == "jetson-orin-nano"
+    assert base.latency_ms["source"] == "measured" and base.latency_ms["p50"] > 0
+    assert trt.notes["macs_by_precision"] == {"int8": 91_776}
+    assert abs(trt.metric["value"] - base.metric["value"]) <= 2.0  # ORT on the QDQ file
 
 
 def test_accuracy_proxy_runs_in_onnxruntime_and_latency_is_an_estimate(trt_art, digits_task):
