@@ -12,7 +12,8 @@ precision it runs in, read here from the file itself:
 * LiteRT (``.tflite``): the dtypes of each op's input and weight tensors (an int8 weight
   under a float input runs LiteRT's hybrid kernels, which quantize the input on the fly).
 * ExecuTorch (``.pte``): the XNNPACK delegate's contents are not read; the split is
-  ``None`` and the estimate uses the artifact's precision, labelled as such.
+  ``None`` and the estimate uses the artifact's precision, labelled as such, with the
+  MAC-bearing ops that run outside any delegate (portable FP32 kernels) named.
 
 Example:
     >>> macs_by_precision("lenet-int8-dynamic.onnx")  # doctest: +SKIP
@@ -25,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["macs_by_precision", "onnx_op_macs", "tflite_op_macs", "SPLIT_FROM_FILE",
-           "SPLIT_FROM_LABEL"]
+__all__ = ["macs_by_precision", "precision_notes", "onnx_op_macs", "tflite_op_macs",
+           "pte_ops", "SPLIT_FROM_FILE", "SPLIT_FROM_LABEL"]
 
 SPLIT_FROM_FILE = "each op of the shipped file"
 SPLIT_FROM_LABEL = "the artifact's precision label (the file's ops are not read for this runtime)"
@@ -54,6 +55,45 @@ def macs_by_precision(path: Path | str) -> dict[str, int] | None:
     for _name, precision, macs in ops:
         out[precision] = out.get(precision, 0) + int(macs)
     return out if sum(out.values()) > 0 else None
+
+
+def precision_notes(path: Path | str) -> dict:
+    """The notes a candidate record keeps: ``macs_by_precision`` where the file's ops were
+    read, and ``macs_by_precision_from`` saying where the estimate's precision comes from."""
+    split = macs_by_precision(path)
+    if split:
+        return {"macs_by_precision": split, "macs_by_precision_from": SPLIT_FROM_FILE}
+    why = SPLIT_FROM_LABEL
+    if Path(path).suffix == ".pte":
+        try:
+            facts = pte_ops(path)
+        except Exception:  # an ExecuTorch that cannot read it: the label alone
+            facts = None
+        if facts and facts["undelegated_mac_ops"]:
+            why += ("; outside any delegate, in portable FP32 kernels: "
+                    + ", ".join(facts["undelegated_mac_ops"]))
+        elif facts and facts["delegates"]:
+            why += f"; every MAC-bearing op runs in {', '.join(facts['delegates'])}"
+    return {"macs_by_precision_from": why}
+
+
+def pte_ops(path: Path | str) -> dict[str, list[str]]:
+    """``{"delegates": [backend ids], "undelegated_mac_ops": [op names]}`` of a ``.pte``:
+    what ExecuTorch's own deserializer says runs outside the delegates."""
+    from executorch.exir._serialize._program import deserialize_pte_binary
+
+    program = deserialize_pte_binary(Path(path).read_bytes())
+    program = getattr(program, "program", program)  # newer releases wrap it in a PTEFile
+    delegates, undelegated = set(), set()
+    for plan in program.execution_plan:
+        delegates |= {d.id for d in plan.delegates}
+        undelegated |= {o.name for o in plan.operators
+                        if o.name.split("::")[-1] in _PTE_MAC_OPS}
+    return {"delegates": sorted(delegates), "undelegated_mac_ops": sorted(undelegated)}
+
+
+_PTE_MAC_OPS = {"convolution", "addmm", "mm", "bmm", "linear", "matmul", "conv2d",
+                "quantized_linear", "quantized_conv2d"}
 
 
 # ---------------------------------------------------------------- ONNX

@@ -28,7 +28,7 @@ from edgeshrink.measure.model_stats import (
     torch_outputs,
     weight_sparsity,
 )
-from edgeshrink.measure.op_precision import macs_by_precision
+from edgeshrink.measure.op_precision import precision_notes
 from edgeshrink.packed import pack_onnx
 from edgeshrink.results import (
     DISK_FULL,
@@ -84,9 +84,8 @@ def measure_artifact(
     target = target_for(art)
     figures = (runtime_figures(art, example, threads, budget_s) if target.measured_here
                else target.figures(art, example, threads, budget_s))  # TensorRT: an estimate
-    split = macs_by_precision(figures["path"]) if art.runtime != "simulated" else None
-    if split:  # the precision each op really runs in, for the device estimate
-        notes["macs_by_precision"] = split
+    if art.runtime != "simulated":  # the precision each op really runs in, for the estimate
+        notes.update(precision_notes(figures["path"]))
     notes["sha256"] = figures["sha256"]  # matches `edgeshrink bench --json` files from a device
     if art.runtime != "openvino" and "onnx_nodes" not in notes:  # a builder may know better
         notes["onnx_nodes"] = runtime_node_count(art.path)  # per-dispatch overhead estimates

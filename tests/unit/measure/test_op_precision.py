@@ -77,3 +77,21 @@ def test_tflite_split_from_each_ops_tensors():
     assert [(n.split("#")[0], p, m) for n, p, m in ops] == [("CONV_2D", "int8", conv),
                                                            ("FULLY_CONNECTED", "int8", fc)]
     assert macs_by_precision(data / "missing.tflite") is None
+
+
+def test_pte_keeps_its_label_and_names_what_runs_outside_the_delegate():
+    """The same tiny model lowered by ExecuTorch with and without the XNNPACK partitioner."""
+    pytest.importorskip("executorch")
+    from pathlib import Path
+
+    from edgeshrink.measure.op_precision import SPLIT_FROM_FILE, SPLIT_FROM_LABEL, precision_notes
+
+    data = Path(__file__).parent / "data"
+    xnn = precision_notes(data / "tiny_conv_fc_xnnpack.pte")
+    assert "macs_by_precision" not in xnn  # the delegate's contents are not read
+    assert xnn["macs_by_precision_from"].startswith(SPLIT_FROM_LABEL)
+    assert xnn["macs_by_precision_from"].endswith("every MAC-bearing op runs in XnnpackBackend")
+    portable = precision_notes(data / "tiny_conv_fc_portable.pte")["macs_by_precision_from"]
+    assert portable.endswith("portable FP32 kernels: aten::addmm, aten::convolution")
+    tfl = precision_notes(data / "tiny_conv_fc.tflite")
+    assert tfl == {"macs_by_precision": {"fp32": 1344}, "macs_by_precision_from": SPLIT_FROM_FILE}
