@@ -72,7 +72,9 @@ def _resolve(p: Path | str, run_dir: Path, src: Path) -> Path | None:
     """A shipped file as recorded (absolute, relative to the run, or a name beside the
     artifact); the run folder may have moved since the study wrote it."""
     p = Path(p)
-    for cand in (p, run_dir / p, src.parent / p.name):
+    # an absolute path points into the folder as the study wrote it: prefer the copy here
+    order = (src.parent / p.name, p) if p.is_absolute() else (run_dir / p, src.parent / p.name)
+    for cand in order:
         if cand.is_file():
             return cand
     return None

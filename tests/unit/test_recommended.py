@@ -100,3 +100,15 @@ def test_a_missing_companion_file_is_one_sentence(tmp_path):
     (tmp_path / cand.artifact).write_bytes(b"TFL3")
     with pytest.raises(UserError, match="int8-full.h, a file int8-full ships with, is missing"):
         shipped_files(tmp_path, cand)
+
+
+def test_a_moved_run_ships_its_own_copy_of_an_absolute_companion(tmp_path):
+    old, new = tmp_path / "old", tmp_path / "new"
+    for d, text in ((old, b"stale"), (new, b"here")):
+        (d / "artifacts").mkdir(parents=True)
+        (d / "artifacts" / "m.tflite").write_bytes(b"TFL3")
+        (d / "artifacts" / "m.h").write_bytes(text)
+    cand = _cand("m", "artifacts/m.tflite", "litert",
+                 {"c_header": str(old / "artifacts" / "m.h")})  # as written before the move
+    files = shipped_files(new, cand)
+    assert [f.read_bytes() for f in files] == [b"TFL3", b"here"]
