@@ -76,13 +76,24 @@ def _row_cells(row: Row, view: View, unit: str) -> list[dict[str, Any]]:
     else:
         cells.append(_cell(c.runtime, cls="sim" if c.runtime == "simulated" else ""))
     kind = c.sparsity_kind if c.sparsity_kind != "none" else ""
-    cells += [_cell(c.precision),
+    cells += [_cell(c.precision, sub=precision_split_text(c)),
               _num(f"{100 * c.sparsity:.0f}%", "sparsity", c.sparsity, kind),
               _cell("◆" if row.pareto else "", sort=int(row.pareto), cls="mark-pareto"),
               _cell("★" if row.recommended else "", sort=int(row.recommended), cls="mark-rec")]
     if view.key == "host":
         cells.append(_cell(" → ".join(recipe_steps(c.recipe)) or "(unchanged)", cls="recipe"))
     return cells
+
+
+def precision_split_text(c) -> str:
+    """``"int8 10 % · fp32 90 % of MACs"`` where the shipped file mixes precisions (read
+    from its ops: ``notes["macs_by_precision"]``), else empty."""
+    split = (c.notes or {}).get("macs_by_precision") or {}
+    total = sum(split.values()) if isinstance(split, dict) else 0
+    if len(split) < 2 or not total:
+        return ""
+    parts = sorted(split.items(), key=lambda kv: -kv[1])
+    return " · ".join(f"{p} {100 * m / total:.0f} %" for p, m in parts) + " of MACs"
 
 
 def _heads(view: View, run: RunRecord) -> list[tuple[str, bool]]:

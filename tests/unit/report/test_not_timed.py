@@ -34,3 +34,12 @@ def test_page_and_terminal_say_no_engine_was_built_or_timed():
     text = console.export_text()
     assert f"not timed here: {trt.name}: No TensorRT engine was built" in text
     assert "TensorRT" in text and "est" in text
+
+
+def test_a_mixed_precision_file_shows_its_split():
+    run = sample_run()
+    dyn = run.candidates[4]
+    dyn.notes = {"macs_by_precision": {"fp32": 82_944, "int8": 8_832}}
+    page = render_page(run, plots={})
+    assert "fp32 90 % · int8 10 % of MACs" in page
+    assert page.count("of MACs") == 2  # the host and device rows of that candidate only
