@@ -88,3 +88,28 @@ def test_openvino_ships_the_ir_pair(tmp_path):
             ov.load(xml)
     else:
         assert ov.missing() is None
+
+
+def test_openvino_runs_sizes_and_times_the_ir_it_ships(tmp_path):
+    """Where OpenVINO is installed: the target's outputs are the build's own (same IR), and
+    its figures are the .xml + .bin bytes."""
+    pytest.importorskip("openvino")
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "quant"))
+    from _tiny import ctx_for, tiny_task
+
+    from edgeshrink.quant.openvino import OpenVinoInt8Config
+    from edgeshrink.transforms import apply_recipe
+
+    task = tiny_task()
+    art = apply_recipe([OpenVinoInt8Config(calibration_samples=64)], ctx_for(task, tmp_path))
+    target = target_for(art)
+    assert target.name == "openvino"
+    got = target.outputs(art, task.eval)
+    built = np.concatenate([art.simulate(*xs) for xs in task.eval.numpy_batches(128)])
+    assert np.abs(got - built).max() <= 1e-5 * max(1.0, float(np.abs(built).max()))
+    fig = target.figures(art, (task.eval.inputs[0][:1],), threads=(1,), budget_s=0.01)
+    xml, binary = target.shipped_files(art)
+    assert fig["size"] == xml.stat().st_size + binary.stat().st_size
+    assert fig["path"] == xml and fig["peak_mb"] > 1.0
