@@ -7,7 +7,8 @@ dense decoded ``.onnx`` is what runs at load, so it gives the bytes and latency,
 
 INT8 on x86: ORT's U8S8 kernels (uint8 activations x int8 weights) multiply pairs with
 ``VPMADDUBSW`` where the CPU has no VNNI (AVX2, or AVX-512 without VNNI), and the int16 sum
-of a pair saturates. ORT's documentation names the cure: ``reduce_range`` (7-bit weights).
+of a pair saturates (255 x 127 x 2 = 64,770 > 32,767). ORT's documentation names the cure:
+``reduce_range``, weights on [-64, 64], whose pair sums cannot (255 x 64 x 2 = 32,640).
 On an AVX2-only AMD EPYC the pretrained MobileNetV2 static INT8 agreed with FP32 on 56 % of
 top-1 against 83.5 % on a VNNI host, with no warning; :func:`int8_format` reads the CPU
 flags and chooses, and the static and dynamic INT8 builds follow it (what 7-bit weights
