@@ -34,12 +34,13 @@ __all__ = ["StaticInt8Config", "DynamicInt8Config", "Fp16Config", "study_candida
 REDUCE_RANGE = ("auto", "on", "off")
 
 
-def int8_format_for(cfg) -> dict:
-    """The INT8 weight format of ``cfg`` (``reduce_range`` auto/on/off) with the CPU flags
-    and the sentence that decided it, for ``notes["int8_format"]``."""
+def int8_format_for(cfg, cpu_flags: tuple[str, ...] | None = None) -> dict:
+    """The INT8 weight format of ``cfg`` (``reduce_range`` auto/on/off) for a CPU with
+    ``cpu_flags`` (default: this machine's), with the flags and the sentence that decided
+    it, for ``notes["int8_format"]``."""
     from edgeshrink.targets.onnxruntime import int8_format
 
-    fmt = int8_format()
+    fmt = int8_format(cpu_flags)
     if cfg.reduce_range != "auto":
         fmt = {**fmt, "reduce_range": cfg.reduce_range == "on",
                "reason": f"reduce_range={cfg.reduce_range} set in the recipe."}
@@ -359,7 +360,7 @@ def _static(cfg: StaticInt8Config, model: nn.Module, ctx: TransformContext) -> A
     with tempfile.TemporaryDirectory() as tmp:
         pre = _fp32_export(model, ctx, Path(tmp))
         ranges = activation_ranges(pre, ctx.task.calibration, cfg)
-        fmt = int8_format_for(cfg)
+        fmt = int8_format_for(cfg, ctx.cpu_flags)
         out = float_outputs(qdq_quantize(pre, Path(tmp) / "int8.onnx", ranges, cfg,
                                          reduce_range=fmt["reduce_range"]))
         if cfg.bias_correction:
@@ -384,7 +385,7 @@ def _dynamic(cfg: DynamicInt8Config, model: nn.Module, ctx: TransformContext) ->
     with tempfile.TemporaryDirectory() as tmp:
         pre = _fp32_export(model, ctx, Path(tmp))
         out = Path(tmp) / "dyn.onnx"
-        fmt = int8_format_for(cfg)
+        fmt = int8_format_for(cfg, ctx.cpu_flags)
         quantize_dynamic(
             str(pre), str(out), per_channel=cfg.per_channel, weight_type=QuantType.QInt8,
             reduce_range=fmt["reduce_range"],

@@ -60,10 +60,11 @@ def _int8_weights(path: Path) -> dict[str, np.ndarray]:
             if t.data_type == onnx.TensorProto.INT8}
 
 
-def _build(task, cfg, tmp: Path, name: str):
+def _build(task, cfg, tmp: Path, name: str, cpu_flags=None):
     from edgeshrink.transforms import TransformContext, apply_recipe
 
-    return apply_recipe([cfg], TransformContext(task=task, workdir=tmp, name=name))
+    ctx = TransformContext(task=task, workdir=tmp, name=name, cpu_flags=cpu_flags)
+    return apply_recipe([cfg], ctx)
 
 
 def test_static_int8_measured_both_ways(lenet, tmp_path, monkeypatch):
@@ -94,11 +95,11 @@ def test_static_int8_measured_both_ways(lenet, tmp_path, monkeypatch):
         assert np.abs(w7[name] - np.round(w * 64 / 127)).max() <= 1, name
 
 
-def test_dynamic_int8_follows_the_flags(lenet, tmp_path, monkeypatch):
-    monkeypatch.setattr("edgeshrink.bench.machine.cpu_flags", lambda: list(AVX2_ONLY))
-    reduced = _build(lenet, DynamicInt8Config(), tmp_path, "dyn-avx2")
-    monkeypatch.setattr("edgeshrink.bench.machine.cpu_flags", lambda: list(VNNI))
-    full = _build(lenet, DynamicInt8Config(), tmp_path, "dyn-vnni")
+def test_dynamic_int8_follows_a_devices_flags(lenet, tmp_path, monkeypatch):
+    """Flags given for the device (a profile's) decide; this machine's are not read."""
+    monkeypatch.setattr("edgeshrink.bench.machine.cpu_flags", lambda: pytest.fail("host read"))
+    reduced = _build(lenet, DynamicInt8Config(), tmp_path, "dyn-avx2", tuple(AVX2_ONLY))
+    full = _build(lenet, DynamicInt8Config(), tmp_path, "dyn-vnni", tuple(VNNI))
     assert reduced.notes["int8_format"]["reduce_range"] is True
     assert full.notes["int8_format"]["reduce_range"] is False
     assert max(int(np.abs(w).max()) for w in _int8_weights(reduced.path).values()) <= 64
