@@ -15,12 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from edgeshrink.errors import UserError
-from edgeshrink.measure.artifact import (
-    evaluate_outputs,
-    onnx_outputs,
-    runtime_figures,
-    runtime_node_count,
-)
 from edgeshrink.measure.intervals import per_sample_scores, record_intervals
 from edgeshrink.measure.model_stats import (
     count_macs,
@@ -60,11 +54,12 @@ def measure_artifact(
     threads: tuple[int, ...] = (1, 2),
     budget_s: float = 1.0,
 ) -> CandidateRecord:
-    """Score, size and time ``art`` on ``task`` and return its record."""
-    if art.simulate is not None:
-        outputs = evaluate_outputs(art.simulate, task.eval)
-    else:
-        outputs = onnx_outputs(art.path, task.eval)
+    """Score, size and time ``art`` on ``task`` and return its record, all through the
+    target that runs it (:func:`edgeshrink.targets.target_for`): its outputs on the eval
+    set (a simulated format's from its simulation), its shipped files' bytes, latency and
+    memory in that runtime."""
+    target = target_for(art)
+    outputs = target.outputs(art, task.eval)
     values = task.metric.all(outputs, task.eval.targets)
     from edgeshrink.monitor.handover import save_reference_sample  # for recommended/'s profile
 
@@ -81,14 +76,12 @@ def measure_artifact(
         notes["top1_agreement_with_pytorch"] = round(100.0 * agree, 3)
     notes["max_abs_diff_vs_pytorch"] = float(np.max(np.abs(reference - outputs)))
     example = tuple(t.numpy() for t in task.example_inputs())
-    target = target_for(art)
-    figures = (runtime_figures(art, example, threads, budget_s) if target.measured_here
-               else target.figures(art, example, threads, budget_s))  # TensorRT: an estimate
+    figures = target.figures(art, example, threads, budget_s)  # TensorRT: an estimate
     if art.runtime != "simulated":  # the precision each op really runs in, for the estimate
         notes.update(precision_notes(figures["path"]))
     notes["sha256"] = figures["sha256"]  # matches `edgeshrink bench --json` files from a device
-    if art.runtime != "openvino" and "onnx_nodes" not in notes:  # a builder may know better
-        notes["onnx_nodes"] = runtime_node_count(art.path)  # per-dispatch overhead estimates
+    for key, value in figures.get("notes", {}).items():  # the runtime's own facts (ORT:
+        notes.setdefault(key, value)  # onnx_nodes), unless the builder knew better
     by_threads, main = figures["by_threads"], str(max(threads))
     macs, act = count_macs(art.model, task.example_inputs())
     sparsity = weight_sparsity(art.model)

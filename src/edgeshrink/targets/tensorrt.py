@@ -114,7 +114,8 @@ def build_qdq(cfg: TensorRTQDQConfig, model, ctx: TransformContext) -> Artifact:
     calibrator = "entropy" if cfg.calibrator == "histogram" else cfg.calibrator
     static = StaticInt8Config(calibrator=calibrator, activations="int8",
                               symmetric_activations=True, per_channel=True,
-                              calibration_samples=cfg.calibration_samples)
+                              calibration_samples=cfg.calibration_samples,
+                              reduce_range="off")  # the Jetson, not this host, runs it
     path = static_int8_file(static, model, ctx, extra_options={
         "WeightSymmetric": True, "AddQDQPairToWeight": True, "DedicatedQDQPair": True,
         "QuantizeBias": False,  # TensorRT folds float biases; it has no int32 DQ
