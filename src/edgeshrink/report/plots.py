@@ -188,7 +188,9 @@ def _trade_off(run: RunRecord, view: View, axis: str):
         ys[r.name] = floor if clipped else y
         if not clipped and r.metric_ci:
             lo, hi = r.metric_ci
-            ax.errorbar([x], [y], yerr=[[y - lo], [hi - y]], fmt="none", ecolor="#9aa5b1",
+            # an interval rounded in results.json may sit a hair off its point
+            ax.errorbar([x], [y], yerr=[[max(y - lo, 0.0)], [max(hi - y, 0.0)]], fmt="none",
+                        ecolor="#9aa5b1",
                         elinewidth=1, capsize=2, zorder=2)
         gids[f"pt-{view.key}-{axis}-{i}"] = r
         _point(ax, r, axis, scale, ys[r.name], f"pt-{view.key}-{axis}-{i}")

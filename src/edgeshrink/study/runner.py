@@ -80,8 +80,8 @@ def measure_artifact(
     if art.runtime != "simulated":  # the precision each op really runs in, for the estimate
         notes.update(precision_notes(figures["path"]))
     notes["sha256"] = figures["sha256"]  # matches `edgeshrink bench --json` files from a device
-    for key, value in figures.get("notes", {}).items():  # the runtime's own facts (ORT:
-        notes.setdefault(key, value)  # onnx_nodes), unless the builder knew better
+    for key, fact in figures.get("notes", {}).items():  # the runtime's own facts (ORT:
+        notes.setdefault(key, fact)  # onnx_nodes), unless the builder knew better
     by_threads, main = figures["by_threads"], str(max(threads))
     macs, act = count_macs(art.model, task.example_inputs())
     sparsity = weight_sparsity(art.model)
