@@ -107,21 +107,23 @@ def load_plan(path: Path | str) -> list[CandidateSpec]:
 
 
 def _pruning(task, epochs: int) -> list[CandidateSpec]:
-    from edgeshrink.prune import plans, structured
+    from edgeshrink.study.plans.pruning import pruning_candidates
+    from edgeshrink.study.plans.structured import structured_candidates
 
-    return (plans.study_candidates(task, finetune_epochs=epochs)
-            + structured.study_candidates(task, finetune_epochs=epochs))
+    return (pruning_candidates(task, finetune_epochs=epochs)
+            + structured_candidates(task, finetune_epochs=epochs))
 
 
 def _quantization(task, epochs: int) -> list[CandidateSpec]:
-    from edgeshrink.quant import simulated_study_candidates, study_candidates
+    from edgeshrink.study.plans.lowbit import lowbit_candidates
+    from edgeshrink.study.plans.quantization import quantization_candidates
 
-    return (study_candidates(task, finetune_epochs=epochs)
-            + simulated_study_candidates(task, epochs=max(1, epochs - 1)))
+    return (quantization_candidates(task, finetune_epochs=epochs)
+            + lowbit_candidates(task, epochs=max(1, epochs - 1)))
 
 
 def _pretrained(task, _epochs: int) -> list[CandidateSpec]:
-    from edgeshrink.quant.pretrained import pretrained_candidates
+    from edgeshrink.study.plans.pretrained import pretrained_candidates
 
     return pretrained_candidates(task)
 
