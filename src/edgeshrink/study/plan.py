@@ -160,8 +160,17 @@ def named_plan(name: str, task, *, finetune_epochs: int = 3) -> list[CandidateSp
     return specs
 
 
-def resolve_plan(plan: str | None, task, *, finetune_epochs: int = 3) -> list[CandidateSpec]:
-    """``--plan``: a plan name, a YAML file, or None for the default plan."""
+def resolve_plan(plan: str | None, task, *, finetune_epochs: int = 3, device=None,
+                 priority: str | None = None, limits=(), on_note=None) -> list[CandidateSpec]:
+    """``--plan``: a plan name, a YAML file, or None: the device-driven plan when ``device``
+    (a profile or its name) is given (:func:`edgeshrink.study.plans.device.device_plan`,
+    with ``priority``, ``limits`` and ``on_note``), else the default plan."""
+    if plan is None and device is not None:
+        from edgeshrink.devices import load_profile
+        from edgeshrink.study.plans.device import device_plan
+
+        return device_plan(task, load_profile(device), finetune_epochs=finetune_epochs,
+                           priority=priority, limits=limits, on_note=on_note)
     if plan is None or plan in PLANS:
         return named_plan(plan or "default", task, finetune_epochs=finetune_epochs)
     if not plan.endswith((".yaml", ".yml")) and not Path(plan).exists():
