@@ -24,6 +24,20 @@ class _Labelled:
 LABELLED = SimpleNamespace(train=_Labelled())  # what the plan reads of a task: its train split
 
 
+@pytest.fixture(autouse=True)
+def _builders(monkeypatch):
+    """Every target's builder registered (the plan skips a runtime whose builder is missing;
+    this file tests which candidates the plan asks for, not the builders)."""
+    from edgeshrink.targets import load_builders
+    from edgeshrink.targets.configs import ExecuTorchConfig, LiteRTConfig, TensorRTQDQConfig
+    from edgeshrink.transforms import HANDLERS
+
+    load_builders()
+    for cls in (LiteRTConfig, ExecuTorchConfig, TensorRTQDQConfig):
+        if cls not in HANDLERS:
+            monkeypatch.setitem(HANDLERS, cls, lambda *_: None)
+
+
 def _plan(device, task=LABELLED, **kw):
     return {s.name: s for s in device_plan(task, load_profile(device), **kw)}
 
@@ -76,6 +90,20 @@ def test_a_runtime_missing_here_is_skipped_with_one_line(monkeypatch):
     plan = _plan("x86-server-vnni", on_note=notes.append)
     assert "openvino-int8" not in plan and "int8-static" in plan
     assert notes == ["openvino candidates skipped: OpenVINO is not installed here."]
+
+
+def test_a_runtime_without_a_builder_is_skipped_with_one_line(monkeypatch):
+    from edgeshrink.targets.configs import LiteRTConfig
+    from edgeshrink.transforms import HANDLERS
+
+    monkeypatch.delitem(HANDLERS, LiteRTConfig, raising=False)
+    monkeypatch.setattr("edgeshrink.targets.load_builders", lambda: None)
+    notes = []
+    assert _plan("cortex-m7", on_note=notes.append) == {}
+    assert notes == ["litert candidates skipped: this version has no builder for litert yet.",
+                     "no runtime of cortex-m7 can build files here: the study measures the "
+                     "ONNX baseline only."]
+    assert "executorch-int8" in _plan("rpi4") and "litert-int8" not in _plan("rpi4")
 
 
 def test_gpus_get_tensorrt_qdq_and_2_4_only_where_sparse_tensor_cores_exist():

@@ -91,10 +91,18 @@ def device_plan(task, profile, *, finetune_epochs: int = 3, priority: str | None
     """
     from edgeshrink.train import FinetuneConfig
 
+    from edgeshrink.targets import load_builders
+    from edgeshrink.transforms import HANDLERS
+
+    load_builders()  # each target module registers the step that builds its file
     note = on_note or (lambda _text: None)
     runtimes = []
     for r in profile.shipped_runtimes():
         why = runtime_missing(r.name)
+        steps = [s for f in r.formats if (s := format_step(r, f))]
+        unbuilt = sorted({s[1].kind for s in steps if type(s[1]) not in HANDLERS})
+        if why is None and unbuilt:
+            why = f"this version has no builder for {', '.join(unbuilt)} yet."
         if why:
             note(f"{r.name} candidates skipped: {why}")
         else:
