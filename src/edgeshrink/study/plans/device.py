@@ -89,9 +89,8 @@ def device_plan(task, profile, *, finetune_epochs: int = 3, priority: str | None
     names of the limits given (``size``, ``latency``, ``energy``). A runtime missing on this
     machine is skipped; ``on_note`` gets one sentence saying so.
     """
-    from edgeshrink.train import FinetuneConfig
-
     from edgeshrink.targets import load_builders
+    from edgeshrink.train import FinetuneConfig
     from edgeshrink.transforms import HANDLERS
 
     load_builders()  # each target module registers the step that builds its file
