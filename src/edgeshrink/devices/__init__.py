@@ -33,7 +33,7 @@ PRIORITIES = ("accuracy", "size", "speed", "energy")
 KINDS = ("cpu", "gpu", "npu", "mcu")
 # runtime (a target name, :data:`edgeshrink.targets.TARGET_NAMES`) -> the formats a profile
 # may say it accelerates; the device-driven plan (edgeshrink.study.plans.device) builds each
-# in that runtime's own file (docs/devices.md lists which file each one is)
+# in that runtime's own file (docs/device-profiles.md lists which file each one is)
 RUNTIME_FORMATS = {
     "onnxruntime": ("fp32", "fp16", "int8", "int8-dynamic"),
     "openvino": ("fp32", "int8"),

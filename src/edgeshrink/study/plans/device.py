@@ -1,5 +1,5 @@
 """The plan of ``edgeshrink study --device D`` without ``--plan``: candidates in the device's
-own runtimes and formats (docs/studies.md, "Device-driven plans", states the rule).
+own runtimes and formats (docs/tasks-and-plans.md, "Device-driven plans", states the rule).
 
 For each runtime the profile lists (preferred first), its fp32 file where the study does
 not already have it (the baseline is ONNX Runtime's) and one file per accelerated format.
