@@ -109,7 +109,7 @@ def study(
     specs = resolve_plan(plan, the_task, finetune_epochs=finetune_epochs, device=device,
                          priority=priority, limits=limits,
                          on_note=lambda text: console.print(text, markup=False,
-                                                            highlight=False))
+                                                            highlight=False, soft_wrap=True))
     if log:  # not before: a bad --task stays a one-line error
         _log(f"{source.model or task} loaded; {len(specs)} candidates to build into {out}")
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -182,7 +182,7 @@ def _announce_device_plan(device: str, console) -> None:
     profile = load_profile(device)
     runtimes = "; ".join(r.label() for r in profile.shipped_runtimes())
     console.print(f"plan: for {profile.name}, in the runtimes that ship on it ({runtimes}); "
-                  "--plan NAME for another", markup=False, highlight=False)
+                  "--plan NAME for another", markup=False, highlight=False, soft_wrap=True)
 
 
 def _print_json(data) -> None:
