@@ -166,6 +166,13 @@ class Profile:
                 "accelerates": dict(self.accelerates), "runtime": self.runtime,
                 "runtimes": [r.summary() for r in self.runtimes]}
 
+    def runtime_rank(self, runtime: str) -> int | None:
+        """Where ``runtime`` (an artifact's ``runtime``) stands in the device's preference
+        order (0 = preferred); None when it does not ship on the device. The advisor's
+        tie-break between files whose estimates cannot tell them apart."""
+        names = [r.name for r in self.shipped_runtimes()]
+        return names.index(runtime) if runtime in names else None
+
     def shipped_runtimes(self) -> tuple[RuntimeEntry, ...]:
         """:attr:`runtimes`, or ONNX Runtime fp32 + int8 for a profile that names none."""
         return self.runtimes or (RuntimeEntry("onnxruntime", ("int8", "fp32"),
