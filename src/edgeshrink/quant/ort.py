@@ -27,7 +27,7 @@ from edgeshrink.export import OPSET, export_onnx, save_onnx
 from edgeshrink.quant.calibrate import CALIBRATORS, calibrate_range, collect_stats
 from edgeshrink.transforms import Artifact, TransformContext, transform
 
-__all__ = ["StaticInt8Config", "DynamicInt8Config", "Fp16Config",
+__all__ = ["StaticInt8Config", "DynamicInt8Config", "Fp16Config", "static_int8_file",
            "matmul_dominated", "module_name", "excluded_nodes"]
 
 
@@ -259,8 +259,10 @@ def mask_nodes(pre: Path, ranges: dict) -> list[str]:
             if masks & (set(n.input) | set(n.output))]  # fmt: skip
 
 
-def qdq_quantize(pre: Path, out: Path, ranges: dict, cfg: StaticInt8Config) -> Path:
-    """ORT's QDQ quantizer with our activation ranges; int8 weights, per-channel or not."""
+def qdq_quantize(pre: Path, out: Path, ranges: dict, cfg: StaticInt8Config, *,
+                 extra_options: dict | None = None) -> Path:
+    """ORT's QDQ quantizer with our activation ranges; int8 weights, per-channel or not.
+    ``extra_options`` go to ``quantize_static`` on top of those ``cfg`` implies."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     table = _write_table(ranges, out.with_suffix(".calib.json"))
@@ -271,6 +273,7 @@ def qdq_quantize(pre: Path, out: Path, ranges: dict, cfg: StaticInt8Config) -> P
         signed = {"quant_type": QuantType.QInt8, "symmetric": True}
         extra["TensorQuantOverrides"] = {t: [dict(signed)] for t, (lo, _) in ranges.items()
                                          if lo < 0}  # fmt: skip
+    extra.update(extra_options or {})
     with contextlib.redirect_stdout(io.StringIO()):  # ORT prints calibration chatter
         quantize_static(
             str(pre), str(out), None,
@@ -325,19 +328,27 @@ def float_outputs(path: Path) -> Path:
     return path
 
 
-@transform(StaticInt8Config)
-def _static(cfg: StaticInt8Config, model: nn.Module, ctx: TransformContext) -> Artifact:
+def static_int8_file(cfg: StaticInt8Config, model: nn.Module, ctx: TransformContext, *,
+                     extra_options: dict | None = None) -> Path:
+    """The QDQ file of ``cfg`` at ``ctx.artifact_path()``: FP32 export, calibration on the
+    task's calibration set, ORT's quantizer (with ``extra_options``), float outputs."""
     check_calibration(ctx.task.calibration, ctx)
     with tempfile.TemporaryDirectory() as tmp:
         pre = _fp32_export(model, ctx, Path(tmp))
         ranges = activation_ranges(pre, ctx.task.calibration, cfg)
-        out = float_outputs(qdq_quantize(pre, Path(tmp) / "int8.onnx", ranges, cfg))
+        out = float_outputs(qdq_quantize(pre, Path(tmp) / "int8.onnx", ranges, cfg,
+                                         extra_options=extra_options))
         if cfg.bias_correction:
             from edgeshrink.quant.biascorr import correct_biases
 
             data = ctx.task.calibration.head(min(cfg.calibration_samples, 128))
             correct_biases(pre, out, list(data.numpy_batches(32)))
-        path = save_onnx(onnx.load(str(out)), ctx.artifact_path())
+        return save_onnx(onnx.load(str(out)), ctx.artifact_path())
+
+
+@transform(StaticInt8Config)
+def _static(cfg: StaticInt8Config, model: nn.Module, ctx: TransformContext) -> Artifact:
+    path = static_int8_file(cfg, model, ctx)
     notes = {
         "format": "QDQ", "activations": cfg.activations, "calibrator": cfg.calibrator,
         "per_channel": cfg.per_channel, "symmetric_activations": cfg.symmetric_activations,

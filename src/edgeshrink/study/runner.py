@@ -28,6 +28,7 @@ from edgeshrink.measure.model_stats import (
     torch_outputs,
     weight_sparsity,
 )
+from edgeshrink.measure.op_precision import precision_notes
 from edgeshrink.packed import pack_onnx
 from edgeshrink.results import (
     DISK_FULL,
@@ -40,6 +41,7 @@ from edgeshrink.results import (
 from edgeshrink.study.machine import machine_info
 from edgeshrink.study.plan import CandidateSpec, family_of, sparsity_kind_of
 from edgeshrink.study.rundir import RunFolder, model_fingerprint
+from edgeshrink.targets import target_for
 from edgeshrink.targets.base import TargetError
 from edgeshrink.task import Task
 from edgeshrink.transforms import Artifact, TransformContext, apply_recipe
@@ -80,9 +82,13 @@ def measure_artifact(
         notes["top1_agreement_with_pytorch"] = round(100.0 * agree, 3)
     notes["max_abs_diff_vs_pytorch"] = float(np.max(np.abs(reference - outputs)))
     example = tuple(t.numpy() for t in task.example_inputs())
-    figures = runtime_figures(art, example, threads, budget_s)
+    target = target_for(art)
+    figures = (runtime_figures(art, example, threads, budget_s) if target.measured_here
+               else target.figures(art, example, threads, budget_s))  # TensorRT: an estimate
+    if art.runtime != "simulated":  # the precision each op really runs in, for the estimate
+        notes.update(precision_notes(figures["path"]))
     notes["sha256"] = figures["sha256"]  # matches `edgeshrink bench --json` files from a device
-    if art.runtime != "openvino":
+    if art.runtime != "openvino" and "onnx_nodes" not in notes:  # a builder may know better
         notes["onnx_nodes"] = runtime_node_count(art.path)  # per-dispatch overhead estimates
     by_threads, main = figures["by_threads"], str(max(threads))
     macs, act = count_macs(art.model, task.example_inputs())
@@ -99,7 +105,9 @@ def measure_artifact(
         size_compressed_bytes=figures["compressed"],
         size_encoded_bytes=encoded,
         latency_ms={**by_threads[main], "threads": int(main), "batch": 1,
-                    "by_threads": by_threads, "source": "measured"},
+                    "by_threads": by_threads, "source": figures.get("latency_source", "measured"),
+                    **({"estimated_on": figures["latency_device"]}
+                       if "latency_device" in figures else {})},
         peak_memory_mb=figures["peak_mb"],
         params=count_params(art.model),
         macs=macs,
