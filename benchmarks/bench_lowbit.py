@@ -143,15 +143,15 @@ def _advanced(work: Path) -> list[str]:
 
 
 def _codebooks(work: Path) -> list[str]:
-    from edgeshrink.quant.candidates import study_candidates
+    from edgeshrink.study.plans.lowbit import lowbit_candidates
 
     task = _load("lenet5-mnist")
     runner = _Runner(task, work)
-    lines = ["### Low-bit candidates on lenet5-mnist (`quant.candidates.study_candidates`)",
+    lines = ["### Low-bit candidates on lenet5-mnist (`study.plans.lowbit.lowbit_candidates`)",
              "", HEAD,
              f"| FP32 ONNX | {runner.fp32_acc:.1f} | 0.0 | {runner.fp32_bytes:,} | 1.0x | "
              "onnxruntime | |"]
-    for spec in study_candidates(task):
+    for spec in lowbit_candidates(task):
         if spec.name != "deep-compression":  # in its own table
             lines.append(_row(runner.run(spec.name, spec.recipe)))
     return lines + ["", "Sizes: simulated rows are the packed form (bits x weights + FP32 "

@@ -11,7 +11,8 @@ def devices(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also print each profile's sources."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (schema_version, devices)."),
 ) -> None:
-    """List device profiles: memory, peak throughput, what each accelerates.
+    """List device profiles: memory, peak throughput, what each accelerates, and the
+    runtimes that ship on each (preferred first) with the formats they run fast.
 
     Add your own: pass a YAML path wherever a device name goes, or put files in the folder
     named by $EDGESHRINK_DEVICES (copy a shipped profile as a template).
@@ -34,20 +35,25 @@ def devices(
         return
     table = Table(title="device profiles (figures from each profile's sources)")
     table.add_column("name", no_wrap=True)
-    for col in ("kind", "RAM", "storage", "peak GMAC/s", "GB/s", "accelerates", "priority"):
+    for col in ("kind", "RAM", "storage", "peak GMAC/s", "GB/s", "accelerates", "runtimes",
+                "priority"):
         table.add_column(col)
     profiles = list_profiles()
     for p in profiles.values():
         peaks = "\n".join(f"{k} {v:g}" for k, v in p.peak_gmacs.items())
         acc = ", ".join(k for k in ACCELERATION_KEYS if p.supports(k)) or "-"
+        runtimes = "\n".join(r.label() for r in p.runtimes) or "-"
         table.add_row(p.name, p.kind, _mb(p.ram_mb), _mb(p.storage_mb),
-                      peaks, f"{p.memory_bandwidth_gbs:g}", acc, p.default_priority)
+                      peaks, f"{p.memory_bandwidth_gbs:g}", acc, runtimes, p.default_priority)
     console = Console()
     console.print(table)
     if verbose:
         for p in profiles.values():
             aliases = f" aliases: {', '.join(p.aliases)}" if p.aliases else ""
             console.print(f"[bold]{p.name}[/bold]{aliases} ({p.path})")
+            for r in p.runtimes:
+                console.print(f"  runtime {r.label()}" + (f" ({r.note})" if r.note else ""),
+                              markup=False)
             for s in p.sources:
                 console.print(f"  - {s}", markup=False)
 

@@ -29,7 +29,8 @@ def study(
     out: Path = typer.Option(Path("runs/demo"), help="Run folder for results.json and artifacts."),
     plan: str = typer.Option(
         None, help="default, pruning, quantization, pretrained, full, or a YAML file "
-        "{name: [configs]}."),
+        "{name: [configs]} (default: with --device, the device's runtimes and formats; "
+        "else `default`)."),
     resume: bool = typer.Option(False, help="Keep finished candidates of a previous run in OUT."),
     force: bool = typer.Option(False, help="Replace the run in OUT (only the files it wrote), or "
                                "write into a non-empty folder that holds no run."),
@@ -58,7 +59,8 @@ def study(
                                  "schema_version) on stdout instead of the tables."),
     source=None,
 ) -> None:
-    """Run the baseline and every candidate, measured on the exported artifact in ONNX Runtime."""
+    """Run the baseline and every candidate, each measured on the file its runtime runs;
+    with --device and no --plan, the candidates are built in the device's runtimes."""
     import time
 
     from rich.console import Console
@@ -100,7 +102,14 @@ def study(
 
         # say the split; refuse --sensitivity on ONNX/TorchScript; an ONNX model's plan
         plan = announce(the_task, plan, console, sensitivity=sensitivity)
-    specs = resolve_plan(plan, the_task, finetune_epochs=finetune_epochs)
+    if plan is None and device:
+        _announce_device_plan(device, console)
+    limits = [k for k, v in (("size", max_size), ("latency", max_latency),
+                             ("energy", max_energy)) if v]
+    specs = resolve_plan(plan, the_task, finetune_epochs=finetune_epochs, device=device,
+                         priority=priority, limits=limits,
+                         on_note=lambda text: console.print(text, markup=False,
+                                                            highlight=False, soft_wrap=True))
     if log:  # not before: a bad --task stays a one-line error
         _log(f"{source.model or task} loaded; {len(specs)} candidates to build into {out}")
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -164,6 +173,16 @@ def _constraints(device, priority, **limits):
     if device is not None:
         load_profile(device)  # an unknown device fails now, not after the study
     return constraints if device is not None else None
+
+
+def _announce_device_plan(device: str, console) -> None:
+    """One line: the runtimes the device-driven plan builds for."""
+    from edgeshrink.devices import load_profile
+
+    profile = load_profile(device)
+    runtimes = "; ".join(r.label() for r in profile.shipped_runtimes())
+    console.print(f"plan: for {profile.name}, in the runtimes that ship on it ({runtimes}); "
+                  "--plan NAME for another", markup=False, highlight=False, soft_wrap=True)
 
 
 def _print_json(data) -> None:

@@ -9,6 +9,8 @@ Example:
     >>> pi = load_profile("rpi4")
     >>> pi.name, pi.accelerates["int8"]
     ('raspberry-pi-4', True)
+    >>> [(r.name, r.formats) for r in pi.runtimes][0]
+    ('litert', ('int8', 'fp32'))
 """
 
 from __future__ import annotations
@@ -22,12 +24,51 @@ from typing import Any
 from edgeshrink.config import check_choice
 from edgeshrink.errors import UserError
 
-__all__ = ["Profile", "load_profile", "list_profiles", "ACCELERATION_KEYS", "PRIORITIES"]
+__all__ = ["Profile", "RuntimeEntry", "load_profile", "list_profiles", "ACCELERATION_KEYS",
+           "PRIORITIES", "RUNTIME_FORMATS"]
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 ACCELERATION_KEYS = ("int8", "fp16", "int4", "2:4", "unstructured")
 PRIORITIES = ("accuracy", "size", "speed", "energy")
 KINDS = ("cpu", "gpu", "npu", "mcu")
+# runtime (a target name, :data:`edgeshrink.targets.TARGET_NAMES`) -> the formats a profile
+# may say it accelerates; the device-driven plan (edgeshrink.study.plans.device) builds each
+# in that runtime's own file (docs/device-profiles.md lists which file each one is)
+RUNTIME_FORMATS = {
+    "onnxruntime": ("fp32", "fp16", "int8", "int8-dynamic"),
+    "openvino": ("fp32", "int8"),
+    "litert": ("fp32", "fp16", "int8-dynamic", "int8"),
+    "executorch": ("fp32", "int8"),
+    "tensorrt": ("fp32", "fp16", "int8"),
+}
+
+
+@dataclass(frozen=True)
+class RuntimeEntry:
+    """A runtime that ships on a device, and the formats it runs fast there.
+
+    Attributes:
+        name: the target that builds and runs its files (``litert``, ``executorch``,
+            ``onnxruntime``, ``openvino``, ``tensorrt``).
+        formats: precisions it accelerates on this device, preferred first (see
+            :data:`RUNTIME_FORMATS`).
+        micro: LiteRT only: the device runs TensorFlow Lite Micro (full-integer ``.tflite``
+            with int8 input/output, TFLM op check, tensor arena, C array header).
+        note: what a person should know (kernels, quantization scheme).
+    """
+
+    name: str
+    formats: tuple[str, ...]
+    micro: bool = False
+    note: str = ""
+
+    def summary(self) -> dict[str, Any]:
+        return {"name": self.name, "formats": list(self.formats), "micro": self.micro,
+                "note": self.note}
+
+    def label(self) -> str:
+        """``litert (micro): int8``."""
+        return f"{self.name}{' (micro)' if self.micro else ''}: {', '.join(self.formats)}"
 _REQUIRED = (
     "name", "description", "kind", "ram_mb", "storage_mb", "cores", "peak_gmacs",
     "memory_bandwidth_gbs", "accelerates", "energy", "sources",
@@ -48,6 +89,9 @@ class Profile:
         weights_in: ``ram`` or ``storage`` (microcontrollers execute weights from flash).
         study_host: True when this profile describes the machine studies run on, so the
             latencies a study measured are this device's measured latencies.
+        runtimes: the runtimes that ship on the device, preferred first, each with the
+            formats it accelerates (:class:`RuntimeEntry`); ``study --device`` builds its
+            candidates in them. Empty in an older user profile: ONNX Runtime fp32 + int8.
     """
 
     name: str
@@ -76,6 +120,7 @@ class Profile:
     unstructured_efficiency: float = 0.3
     default_priority: str = "accuracy"
     study_host: bool = False
+    runtimes: tuple[RuntimeEntry, ...] = ()
     path: str = ""
 
     def __post_init__(self) -> None:
@@ -99,6 +144,7 @@ class Profile:
                             f"allowed: {', '.join(ACCELERATION_KEYS)}.")
         if not self.sources:
             raise UserError(f"{where}: list the sources of its figures under `sources:`.")
+        _check_runtimes(self.runtimes, where)
 
     @property
     def ram_bytes(self) -> float:
@@ -117,11 +163,73 @@ class Profile:
         """Plain data for results.json (``RunRecord.device``)."""
         return {"name": self.name, "description": self.description, "kind": self.kind,
                 "ram_mb": self.ram_mb, "storage_mb": self.storage_mb, "threads": self.threads,
-                "accelerates": dict(self.accelerates), "runtime": self.runtime}
+                "accelerates": dict(self.accelerates), "runtime": self.runtime,
+                "runtimes": [r.summary() for r in self.runtimes]}
+
+    def runtime_rank(self, runtime: str) -> int | None:
+        """Where ``runtime`` (an artifact's ``runtime``) stands in the device's preference
+        order (0 = preferred); None when it does not ship on the device. The advisor's
+        tie-break between files whose estimates cannot tell them apart."""
+        names = [r.name for r in self.shipped_runtimes()]
+        return names.index(runtime) if runtime in names else None
+
+    def shipped_runtimes(self) -> tuple[RuntimeEntry, ...]:
+        """:attr:`runtimes`, or ONNX Runtime fp32 + int8 for a profile that names none."""
+        return self.runtimes or (RuntimeEntry("onnxruntime", ("int8", "fp32"),
+                                              note="no `runtimes:` in the profile"),)
 
 
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_runtimes(runtimes: tuple[RuntimeEntry, ...], where: str) -> None:
+    seen = set()
+    for r in runtimes:
+        if not isinstance(r, RuntimeEntry):
+            raise UserError(f"{where}: runtimes must be RuntimeEntry values, got {r!r}.")
+        if r.name not in RUNTIME_FORMATS:
+            raise UserError(f"{where}: runtimes: unknown runtime {r.name!r}; known: "
+                            f"{', '.join(RUNTIME_FORMATS)}.")
+        if r.name in seen:
+            raise UserError(f"{where}: runtimes: {r.name} is listed twice.")
+        seen.add(r.name)
+        allowed = RUNTIME_FORMATS[r.name]
+        bad = [f for f in r.formats if f not in allowed]
+        if bad or not r.formats:
+            raise UserError(f"{where}: runtimes: {r.name} formats must be some of "
+                            f"{', '.join(allowed)}, got {list(r.formats)!r}.")
+        if r.micro and (r.name != "litert" or set(r.formats) != {"int8"}):
+            raise UserError(f"{where}: runtimes: micro is for litert with formats [int8] only "
+                            "(TensorFlow Lite Micro runs full-integer files).")
+
+
+def _runtime_entries(raw: Any, path: Path) -> tuple[RuntimeEntry, ...]:
+    """``runtimes:`` as YAML gives it: a list of ``{name, formats, micro?, note?}``."""
+    where = f"device profile {path}: runtimes"
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise UserError(f"{where} must be a list such as [{{name: litert, formats: [int8]}}].")
+    entries = []
+    for item in raw:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise UserError(f"{where}: each entry needs a name and formats, such as "
+                            f"{{name: litert, formats: [int8, fp32]}}; got {item!r}.")
+        unknown = sorted(set(item) - {"name", "formats", "micro", "note"})
+        if unknown:
+            raise UserError(f"{where}: {item['name']} has unknown key(s) {', '.join(unknown)}.")
+        formats = item.get("formats")
+        if not isinstance(formats, list) or not all(isinstance(f, str) for f in formats):
+            raise UserError(f"{where}: {item['name']} formats must be a list such as "
+                            "[int8, fp32].")
+        if not isinstance(item.get("micro", False), bool) or not isinstance(
+                item.get("note", ""), str):
+            raise UserError(f"{where}: {item['name']}: micro must be true or false and note "
+                            "text.")
+        entries.append(RuntimeEntry(item["name"], tuple(formats), item.get("micro", False),
+                                    item.get("note", "")))
+    return tuple(entries)
 
 
 def _check_types(p: Profile, where: str) -> None:
@@ -181,6 +289,7 @@ def _read(path: Path) -> Profile:
     data["sources"] = tuple(data["sources"] or ())
     data["aliases"] = tuple(data.get("aliases") or ())
     data["accelerates"] = {str(k): bool(v) for k, v in data["accelerates"].items()}
+    data["runtimes"] = _runtime_entries(data.get("runtimes"), path)
     return Profile(**data, path=str(path))
 
 

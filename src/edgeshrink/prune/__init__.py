@@ -14,7 +14,6 @@ from edgeshrink.errors import UserError
 from edgeshrink.prune.layerwise import GroupStructuredConfig, LayerSparsityConfig
 from edgeshrink.prune.nm import NMConfig
 from edgeshrink.prune.obs import SparseGPTConfig, WandaConfig
-from edgeshrink.prune.plans import study_candidates
 from edgeshrink.prune.schedule import GradualConfig, IterativeConfig
 from edgeshrink.prune.sensitivity import SensitivityConfig
 from edgeshrink.prune.structured import StructuredConfig
@@ -31,7 +30,6 @@ __all__ = [
     "GradualConfig",
     "SensitivityConfig",
     "StructuredConfig",
-    "study_candidates",
     "GroupStructuredConfig",
     "LayerSparsityConfig",
 ]

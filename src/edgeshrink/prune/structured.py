@@ -32,7 +32,7 @@ from edgeshrink.measure.model_stats import count_macs, count_params
 from edgeshrink.prune.importance import CRITERIA, SaliencyImportance, weight_saliency
 from edgeshrink.transforms import transform
 
-__all__ = ["StructuredConfig", "prune_structured", "study_candidates", "SUPPORTED_LAYERS"]
+__all__ = ["StructuredConfig", "prune_structured", "SUPPORTED_LAYERS"]
 
 # Leaf modules with parameters that the dependency graph prunes correctly. Anything else
 # holding parameters (an RNN, a custom gate) is refused by name rather than mis-pruned.
@@ -368,30 +368,3 @@ def _handle(cfg: StructuredConfig, model: nn.Module, ctx) -> nn.Module:
     task = ctx.task
     data = task.calibration if cfg.importance in ("taylor", "hessian") else None
     return prune_structured(model, cfg, task.example_inputs(), data=data)
-
-
-# --------------------------------------------------------------------------- study
-
-
-def study_candidates(task=None, *, finetune_epochs: int = 3) -> list:
-    """Structured candidates for a study: 30 % / half the MACs removed, fine-tuned with
-    distillation from the unpruned model, and + INT8.
-
-    Fine-tuning is included only when the task has labelled training data.
-    """
-    from edgeshrink.quant import StaticInt8Config
-    from edgeshrink.study.plan import CandidateSpec
-    from edgeshrink.train import FinetuneConfig
-
-    train = getattr(task, "train", None)
-    labelled = train is not None and len(train) > 0 and train.targets.ndim == 1
-    # distilled from the unpruned model: ResNet-20/MNIST at 54 % fewer MACs kept 97.2 % with
-    # distill=0.5 against 95.4 % on labels alone (baseline 97.6 %; benchmarks/RESULTS.md)
-    ft = (FinetuneConfig(epochs=finetune_epochs, distill=0.5),) if labelled else ()
-    specs = []
-    for pct in (30, 50):
-        prune = StructuredConfig(macs_reduction=pct / 100, importance="taylor")
-        specs.append(CandidateSpec(f"channels-{pct}mac", (prune, *ft)))
-    half = StructuredConfig(macs_reduction=0.5, importance="taylor")
-    specs.append(CandidateSpec("channels-50mac+int8-static", (half, *ft, StaticInt8Config())))
-    return specs

@@ -15,7 +15,6 @@ from torch import nn
 from edgeshrink.data import Dataset
 from edgeshrink.errors import UserError
 from edgeshrink.quant.advanced import AdvancedPtqConfig
-from edgeshrink.quant.candidates import study_candidates as simulated_study_candidates
 from edgeshrink.quant.equalize import CrossLayerEqualizationConfig
 from edgeshrink.quant.int4 import Int4WeightOnlyConfig
 from edgeshrink.quant.lowbit import LowBitConfig
@@ -26,7 +25,6 @@ from edgeshrink.quant.ort import (
     DynamicInt8Config,
     Fp16Config,
     StaticInt8Config,
-    study_candidates,
 )
 from edgeshrink.quant.outliers import OutlierSplitConfig
 from edgeshrink.quant.pertoken import PerTokenInt8Config
@@ -36,9 +34,9 @@ from edgeshrink.task import Task
 from edgeshrink.transforms import HANDLERS, Artifact, TransformContext
 
 __all__ = ["quantize", "StaticInt8Config", "DynamicInt8Config", "Fp16Config",
-           "Int4WeightOnlyConfig", "study_candidates", "QatConfig", "LowBitConfig",
+           "Int4WeightOnlyConfig", "QatConfig", "LowBitConfig",
            "KMeansConfig", "Po2Config", "MixedConfig", "AdvancedPtqConfig",
-           "simulated_study_candidates", "SmoothQuantConfig", "OpenVinoInt8Config",
+           "SmoothQuantConfig", "OpenVinoInt8Config",
            "PerTokenInt8Config", "OutlierSplitConfig", "CrossLayerEqualizationConfig"]
 
 

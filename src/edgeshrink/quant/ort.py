@@ -27,8 +27,8 @@ from edgeshrink.export import OPSET, export_onnx, save_onnx
 from edgeshrink.quant.calibrate import CALIBRATORS, calibrate_range, collect_stats
 from edgeshrink.transforms import Artifact, TransformContext, transform
 
-__all__ = ["StaticInt8Config", "DynamicInt8Config", "Fp16Config", "study_candidates",
-           "static_int8_file", "matmul_dominated", "module_name", "excluded_nodes",
+__all__ = ["StaticInt8Config", "DynamicInt8Config", "Fp16Config", "static_int8_file",
+           "matmul_dominated", "module_name", "excluded_nodes",
            "int8_format_for"]
 
 
@@ -434,38 +434,3 @@ def matmul_dominated(model: nn.Module, group_size: int = 32) -> bool:
     return bool(linears) and in_linear > total / 2 and all(
         m.in_features % group_size == 0 for m in linears
     )
-
-
-def study_candidates(task, *, finetune_epochs: int = 2) -> list:
-    """The deployed quantization candidates a study should measure on ``task``.
-
-    INT8 static with each calibrator (per-channel; per-tensor for min-max and the
-    percentile), INT8 dynamic, FP16, weight-only INT4 where MatMuls dominate, and magnitude
-    pruning at 50 % with fine-tuning then INT8 static.
-
-    Example:
-        >>> specs = study_candidates(load_task("zoo:lenet5-digits"))
-    """
-    from edgeshrink.prune import UnstructuredConfig
-    from edgeshrink.quant.int4 import Int4WeightOnlyConfig
-    from edgeshrink.study.plan import CandidateSpec
-    from edgeshrink.train import FinetuneConfig
-
-    specs = [CandidateSpec(f"int8-static-{c}", (StaticInt8Config(calibrator=c),))
-             for c in CALIBRATORS]  # fmt: skip
-    specs += [
-        CandidateSpec(f"int8-static-{c}-per-tensor",
-                      (StaticInt8Config(calibrator=c, per_channel=False),))
-        for c in ("minmax", "mse")
-    ]  # fmt: skip
-    specs += [
-        CandidateSpec("int8-dynamic", (DynamicInt8Config(),)),
-        CandidateSpec("fp16", (Fp16Config(),)),
-    ]
-    if matmul_dominated(task.model, 32):
-        specs.append(CandidateSpec("int4-weight-only-g32", (Int4WeightOnlyConfig(group_size=32),)))
-    if task.train is not None:
-        prune = (UnstructuredConfig(sparsity=0.5), FinetuneConfig(epochs=finetune_epochs))
-        specs.append(CandidateSpec("prune-50+int8-static-mse",
-                                   (*prune, StaticInt8Config(calibrator="mse"))))  # fmt: skip
-    return specs

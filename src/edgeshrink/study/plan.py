@@ -107,21 +107,23 @@ def load_plan(path: Path | str) -> list[CandidateSpec]:
 
 
 def _pruning(task, epochs: int) -> list[CandidateSpec]:
-    from edgeshrink.prune import plans, structured
+    from edgeshrink.study.plans.pruning import pruning_candidates
+    from edgeshrink.study.plans.structured import structured_candidates
 
-    return (plans.study_candidates(task, finetune_epochs=epochs)
-            + structured.study_candidates(task, finetune_epochs=epochs))
+    return (pruning_candidates(task, finetune_epochs=epochs)
+            + structured_candidates(task, finetune_epochs=epochs))
 
 
 def _quantization(task, epochs: int) -> list[CandidateSpec]:
-    from edgeshrink.quant import simulated_study_candidates, study_candidates
+    from edgeshrink.study.plans.lowbit import lowbit_candidates
+    from edgeshrink.study.plans.quantization import quantization_candidates
 
-    return (study_candidates(task, finetune_epochs=epochs)
-            + simulated_study_candidates(task, epochs=max(1, epochs - 1)))
+    return (quantization_candidates(task, finetune_epochs=epochs)
+            + lowbit_candidates(task, epochs=max(1, epochs - 1)))
 
 
 def _pretrained(task, _epochs: int) -> list[CandidateSpec]:
-    from edgeshrink.quant.pretrained import pretrained_candidates
+    from edgeshrink.study.plans.pretrained import pretrained_candidates
 
     return pretrained_candidates(task)
 
@@ -158,8 +160,17 @@ def named_plan(name: str, task, *, finetune_epochs: int = 3) -> list[CandidateSp
     return specs
 
 
-def resolve_plan(plan: str | None, task, *, finetune_epochs: int = 3) -> list[CandidateSpec]:
-    """``--plan``: a plan name, a YAML file, or None for the default plan."""
+def resolve_plan(plan: str | None, task, *, finetune_epochs: int = 3, device=None,
+                 priority: str | None = None, limits=(), on_note=None) -> list[CandidateSpec]:
+    """``--plan``: a plan name, a YAML file, or None: the device-driven plan when ``device``
+    (a profile or its name) is given (:func:`edgeshrink.study.plans.device.device_plan`,
+    with ``priority``, ``limits`` and ``on_note``), else the default plan."""
+    if plan is None and device is not None:
+        from edgeshrink.devices import load_profile
+        from edgeshrink.study.plans.device import device_plan
+
+        return device_plan(task, load_profile(device), finetune_epochs=finetune_epochs,
+                           priority=priority, limits=limits, on_note=on_note)
     if plan is None or plan in PLANS:
         return named_plan(plan or "default", task, finetune_epochs=finetune_epochs)
     if not plan.endswith((".yaml", ".yml")) and not Path(plan).exists():

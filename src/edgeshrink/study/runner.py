@@ -36,6 +36,7 @@ from edgeshrink.study.machine import machine_info
 from edgeshrink.study.plan import CandidateSpec, family_of, sparsity_kind_of
 from edgeshrink.study.rundir import RunFolder, model_fingerprint
 from edgeshrink.targets import target_for
+from edgeshrink.targets.base import TargetError
 from edgeshrink.task import Task
 from edgeshrink.transforms import Artifact, TransformContext, apply_recipe
 
@@ -229,18 +230,19 @@ def run_study(
                 # Not only UserError: a third-party library failing inside one method (e.g.
                 # a layer its dependency graph did not trace) must not lose the whole study.
                 error = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
-                run.failed.append({"name": spec.name, "recipe": spec.recipe_dicts(),
-                                   "error": error})
-                folder.record_new(None, before)
-                _save(run, folder)
-                if on_progress:
-                    on_progress(spec.name, "done")
+                _failed(run, folder, spec, error, before, on_progress)
                 continue
             if note:
                 note("measure")
             base = run.baseline.value if run.baseline else None
-            rec = measure_artifact(art, spec, task, run_dir, baseline_value=base,
-                                   threads=threads, budget_s=budget_s)
+            try:
+                rec = measure_artifact(art, spec, task, run_dir, baseline_value=base,
+                                       threads=threads, budget_s=budget_s)
+            except TargetError as exc:  # its runtime cannot load or run the file it built
+                if spec.name == BASELINE or os.environ.get("EDGESHRINK_DEBUG"):
+                    raise
+                _failed(run, folder, spec, str(exc), before, on_progress)
+                continue
             rec.seconds = round(seconds, 2)
         if spec.name == BASELINE:
             run.baseline = rec
@@ -254,6 +256,16 @@ def run_study(
         if on_progress:
             on_progress(spec.name, "done")
     return run
+
+
+def _failed(run: RunRecord, folder: RunFolder, spec: CandidateSpec, error: str, before,
+            on_progress) -> None:
+    """Record ``spec`` as failed with ``error`` (one sentence) and go on with the study."""
+    run.failed.append({"name": spec.name, "recipe": spec.recipe_dicts(), "error": error})
+    folder.record_new(None, before)
+    _save(run, folder)
+    if on_progress:
+        on_progress(spec.name, "done")
 
 
 def _previous_run(folder: RunFolder, on_progress) -> RunRecord | None:

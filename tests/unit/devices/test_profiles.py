@@ -69,3 +69,68 @@ def test_devices_command_lists_profiles():
     assert result.exit_code == 0, result.output
     for name in REQUIRED_DEVICES:
         assert name in result.output
+
+
+def test_profiles_name_the_runtimes_that_ship_on_them():
+    def runtimes(name):
+        return [(r.name, r.formats, r.micro) for r in load_profile(name).runtimes]
+
+    assert runtimes("cortex-m7") == [("litert", ("int8",), True)]  # TFLM only, full int8
+    assert [r[0] for r in runtimes("rpi4")] == ["litert", "executorch", "onnxruntime"]
+    assert runtimes("x86-server-vnni") == [("onnxruntime", ("int8", "fp32"), False),
+                                           ("openvino", ("int8",), False)]
+    assert runtimes("jetson-orin-nano")[0] == ("tensorrt", ("int8", "fp16", "fp32"), False)
+    assert "int8" not in runtimes("jetson-nano")[0][1]  # Maxwell: no int8 kernels
+    assert runtimes("android-npu")[0][:2] == ("litert", ("int8", "fp16"))
+    for p in list_profiles().values():
+        if p.name in REQUIRED_DEVICES:
+            assert p.runtimes and all(r.note for r in p.runtimes), p.name
+    assert load_profile("cortex-m7").summary()["runtimes"][0]["micro"] is True
+    pi = load_profile("rpi4")
+    assert [pi.runtime_rank(r) for r in ("litert", "executorch", "onnxruntime", "tensorrt")] \
+        == [0, 1, 2, None]
+    assert load_profile("cortex-m7").runtime_rank("onnxruntime") is None  # TFLM only
+
+
+@pytest.mark.parametrize("block, message", [
+    ("runtimes: [{name: coreml, formats: [int8]}]", "unknown runtime 'coreml'; known: onnxruntime"),
+    ("runtimes: [{name: openvino, formats: [fp16]}]", "openvino formats must be some of fp32, int8"),
+    ("runtimes: [{name: onnxruntime, micro: true, formats: [int8]}]", "micro is for litert"),
+    ("runtimes: [{name: litert, formats: int8}]", "litert formats must be a list"),
+    ("runtimes: [{name: litert, formats: [int8], speed: 2}]", "unknown key\\(s\\) speed"),
+    ("runtimes: litert", "runtimes must be a list"),
+    ("runtimes: [{name: litert, formats: [int8]}, {name: litert, formats: [fp32]}]",
+     "litert is listed twice"),
+])
+def test_a_bad_runtimes_entry_is_one_sentence(tmp_path, block, message):
+    text = (PROFILE_DIR / "raspberry-pi-4.yaml").read_text()
+    start = text.index("runtimes:")
+    end = text.index("ram_mb:")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text[:start] + block + "\n" + text[end:])
+    with pytest.raises(UserError, match=message) as err:
+        load_profile(bad)
+    assert "\n" not in str(err.value)
+
+
+def test_a_profile_without_runtimes_still_loads_and_ships_onnx(tmp_path):
+    text = (PROFILE_DIR / "raspberry-pi-4.yaml").read_text()
+    old = tmp_path / "old.yaml"
+    old.write_text(text[:text.index("runtimes:")] + text[text.index("ram_mb:"):])
+    p = load_profile(old)
+    assert p.runtimes == ()
+    assert [(r.name, r.formats) for r in p.shipped_runtimes()] == [("onnxruntime", ("int8", "fp32"))]
+
+
+def test_devices_command_shows_runtimes():
+    import json
+
+    from edgeshrink.cli import app
+
+    result = CliRunner().invoke(app, ["devices"], env={"COLUMNS": "200"})
+    assert "litert (micro): int8" in result.output and "openvino: int8" in result.output
+    result = CliRunner().invoke(app, ["devices", "--json"])
+    devices = {d["name"]: d for d in json.loads(result.output)["devices"]}
+    assert [r["name"] for r in devices["raspberry-pi-5"]["runtimes"]] == [
+        "litert", "executorch", "onnxruntime"]
+    assert devices["raspberry-pi-5"]["runtimes"][0]["formats"] == ["int8", "fp32", "fp16"]

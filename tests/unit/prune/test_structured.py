@@ -14,7 +14,8 @@ from edgeshrink.export import export_onnx, ort_session, run_onnx
 from edgeshrink.measure.model_stats import count_macs, count_params
 from edgeshrink.prune import StructuredConfig, prune
 from edgeshrink.prune.importance import elementwise_saliency, gradient_statistics
-from edgeshrink.prune.structured import prune_structured, study_candidates
+from edgeshrink.prune.structured import prune_structured
+from edgeshrink.study.plans.structured import structured_candidates
 from edgeshrink.zoo.models_vit import TinyViT
 
 X = (torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)),)
@@ -276,7 +277,7 @@ def test_handler_through_prune_verb_needs_a_context():
 
 
 def test_study_candidates_are_recipes():
-    specs = study_candidates(None)
+    specs = structured_candidates(None)
     names = [s.name for s in specs]
     assert names == ["channels-30mac", "channels-50mac", "channels-50mac+int8-static"]
     assert specs[-1].recipe[-1].kind == "int8_static"
@@ -284,7 +285,7 @@ def test_study_candidates_are_recipes():
 
 
 def test_study_candidates_fine_tune_with_distillation(digits_task):
-    specs = study_candidates(digits_task)
+    specs = structured_candidates(digits_task)
     assert all(s.recipe[1].kind == "finetune" and s.recipe[1].distill == 0.5 for s in specs)
 
 

@@ -107,7 +107,8 @@ def test_config_round_trips():
 
 
 def test_pretrained_candidates_name_the_ffn_down_projection(tmp_path):
-    from edgeshrink.quant.pretrained import narrowing_layers, pretrained_candidates
+    from edgeshrink.quant.pretrained import narrowing_layers
+    from edgeshrink.study.plans.pretrained import pretrained_candidates
     from edgeshrink.task import Task
     from edgeshrink.transforms import TransformContext, apply_recipe
 

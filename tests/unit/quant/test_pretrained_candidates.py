@@ -12,7 +12,8 @@ from torch import nn
 
 from edgeshrink.config import config_from_dict, config_to_dict
 from edgeshrink.data import Dataset
-from edgeshrink.quant.pretrained import edge_layers, pretrained_candidates
+from edgeshrink.quant.pretrained import edge_layers
+from edgeshrink.study.plans.pretrained import pretrained_candidates
 from edgeshrink.task import Task
 
 

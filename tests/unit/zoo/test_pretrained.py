@@ -220,7 +220,7 @@ def test_minilm_structured_prunes_heads_and_ffn_neurons_not_the_embedding_width(
     """The pretrained plan's transformer step: 25 % of heads and FFN neurons go, the
     384-wide residual stream (and so the embedding the metric compares) stays."""
     from edgeshrink.prune.structured import prune_structured
-    from edgeshrink.quant.pretrained import pretrained_candidates
+    from edgeshrink.study.plans.pretrained import pretrained_candidates
 
     task = load_task("zoo:minilm")
     assert task.model.bert.pooler is None  # dead weight for mean pooling

@@ -1,16 +1,18 @@
 """Study candidates for the unstructured / N:M / one-shot pruning family.
 
 Example:
-    >>> [c.name for c in study_candidates(task)][:2]
+    >>> [c.name for c in pruning_candidates(task)][:2]
     ['magnitude-90+ft+distill', 'random-50']
 """
 
 from __future__ import annotations
 
-__all__ = ["study_candidates"]
+from edgeshrink.study.plan import CandidateSpec
+
+__all__ = ["pruning_candidates"]
 
 
-def study_candidates(task=None, *, finetune_epochs: int = 3):
+def pruning_candidates(task=None, *, finetune_epochs: int = 3):
     """Named recipes: magnitude 90 % with fine-tuning and distillation, random 50 % (the
     baseline that shows what a criterion is worth), Wanda and SparseGPT at 50 % one-shot,
     2:4 by Wanda, iterative and gradual (cubic) schedules to 90 %.
@@ -21,7 +23,6 @@ def study_candidates(task=None, *, finetune_epochs: int = 3):
     from edgeshrink.prune.obs import SparseGPTConfig, WandaConfig
     from edgeshrink.prune.schedule import GradualConfig, IterativeConfig
     from edgeshrink.prune.unstructured import UnstructuredConfig
-    from edgeshrink.study.plan import CandidateSpec
     from edgeshrink.train import FinetuneConfig
 
     epochs = max(1, finetune_epochs)

@@ -1,7 +1,7 @@
-"""Study candidates for the simulated precisions and QAT (the lead wires them into plans).
+"""Study candidates for the simulated precisions and QAT.
 
 Example:
-    >>> [s.name for s in study_candidates(task)][:2]
+    >>> [s.name for s in lowbit_candidates(task)][:2]
     ['qat-int8', 'qat-int4']
 """
 
@@ -12,16 +12,15 @@ from edgeshrink.quant.lowbit import LowBitConfig
 from edgeshrink.quant.mixed import MixedConfig
 from edgeshrink.quant.nonuniform import KMeansConfig, Po2Config, deep_compression_recipe
 from edgeshrink.quant.qat import QatConfig
+from edgeshrink.study.plan import CandidateSpec
 
-__all__ = ["study_candidates"]
+__all__ = ["lowbit_candidates"]
 
 
-def study_candidates(task=None, *, epochs: int = 2):
+def lowbit_candidates(task=None, *, epochs: int = 2):
     """QAT 8/4-bit, PTQ 4-bit (min-max and AdaRound), binary, ternary, k-means 4-bit,
     power-of-two, mixed 8/4 and Deep Compression; tasks without training data get only
     the post-training ones."""
-    from edgeshrink.study.plan import CandidateSpec
-
     trainable = task is None or task.train is not None
     specs = [
         CandidateSpec("ptq-int4", (LowBitConfig(bits=4),)),

@@ -1,0 +1,95 @@
+"""``study --device``: candidates in the device's runtimes; a target that fails is one record
+and the study goes on; a Raspberry Pi and an x86 study ship files for different runtimes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from edgeshrink.quant import StaticInt8Config
+from edgeshrink.study import CandidateSpec, run_study
+from edgeshrink.targets import TargetError
+
+
+def _builder_ready(config_cls) -> bool:
+    from edgeshrink.targets import load_builders
+    from edgeshrink.transforms import HANDLERS
+
+    load_builders()
+    return config_cls in HANDLERS
+
+
+def test_a_target_error_while_measuring_is_recorded_and_the_study_goes_on(
+        digits_task, tmp_path, monkeypatch):
+    import edgeshrink.study.runner as runner
+
+    measure = runner.measure_artifact
+
+    def refuse(art, spec, *args, **kwargs):
+        if spec.name == "refused":
+            raise TargetError("LiteRT cannot run op FOO on this machine.")
+        return measure(art, spec, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "measure_artifact", refuse)
+    monkeypatch.delenv("EDGESHRINK_DEBUG", raising=False)
+    plan = [CandidateSpec("refused", (StaticInt8Config(calibrator="mse"),)),
+            CandidateSpec("int8-static", (StaticInt8Config(),))]
+    run = run_study(digits_task, plan, tmp_path, threads=(1,), budget_s=0.05)
+    assert [c.name for c in run.candidates] == ["int8-static"]
+    assert run.failed == [{"name": "refused", "recipe": plan[0].recipe_dicts(),
+                           "error": "LiteRT cannot run op FOO on this machine."}]
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["failed"][0]["error"] == "LiteRT cannot run op FOO on this machine."
+
+
+def test_cli_study_for_a_microcontroller_builds_only_tflm_files(tmp_path):
+    from edgeshrink.targets.configs import LiteRTConfig
+
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "edgeshrink", "study", "--task", "zoo:lenet5-digits",
+         "--device", "cortex-m7", "--priority", "accuracy", "--threads", "1",
+         "--out", str(out), "--json"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert "plan: for cortex-m7, in the runtimes that ship on it (litert (micro): int8)" in \
+        result.stderr, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    run = json.loads((out / "results.json").read_text())
+    built = [c["name"] for c in run["candidates"]] + [f["name"] for f in run["failed"]]
+    if _builder_ready(LiteRTConfig):
+        assert built == ["tflm-int8"]  # --priority accuracy: no structured candidates
+        for c in run["candidates"]:
+            assert c["runtime"] == "litert" and c["artifact"].endswith(".tflite")
+    else:  # the LiteRT builder has not landed: skipped with one line, nothing built
+        assert built == []
+        assert "litert candidates skipped: this version has no builder for litert yet." in \
+            result.stderr
+
+
+@pytest.mark.slow
+def test_raspberry_pi_and_x86_studies_ship_files_for_different_runtimes(digits_task, tmp_path):
+    """Needs the LiteRT builder (litert extra); skipped while it is missing."""
+    pytest.importorskip("ai_edge_litert")
+    pytest.importorskip("litert_torch")
+    from edgeshrink.advisor import advise_run
+    from edgeshrink.study import resolve_plan
+    from edgeshrink.targets.configs import LiteRTConfig
+
+    if not _builder_ready(LiteRTConfig):
+        pytest.skip("the LiteRT builder is not built yet")
+    picks = {}
+    for device in ("raspberry-pi-4", "x86-server-vnni"):
+        out = tmp_path / device
+        specs = resolve_plan(None, digits_task, finetune_epochs=1, device=device)
+        run = run_study(digits_task, specs, out, threads=(1,), budget_s=0.2)
+        rec = advise_run(out, device)
+        chosen = next(c for c in run.all_candidates() if c.name == rec["candidate"])
+        picks[device] = (chosen.runtime, rec)
+        assert rec["reasons"] and rec["reasons"][0]
+    pi_runtime, x86_runtime = picks["raspberry-pi-4"][0], picks["x86-server-vnni"][0]
+    assert pi_runtime in ("litert", "executorch"), picks["raspberry-pi-4"][1]["reasons"]
+    assert x86_runtime in ("onnxruntime", "openvino"), picks["x86-server-vnni"][1]["reasons"]
+    assert pi_runtime != x86_runtime
