@@ -10,8 +10,12 @@ A ``.pte`` has static shapes: the batch it was exported with (1 for files edgesh
 builds). :meth:`ExecuTorchSession.run` splits a larger batch into those and concatenates
 the outputs, so callers may pass any batch.
 
-XNNPACK runs on ExecuTorch's one process-wide threadpool; a session sets its size
-(``_unsafe_reset_threadpool``) before each run whose thread count differs from the pool's.
+XNNPACK runs on ExecuTorch's one process-wide threadpool, sized with
+``_unsafe_reset_threadpool``. A loaded method keeps the pool it was loaded with, and a
+reset frees that pool: running such a method afterwards corrupts memory (seen here as
+``malloc(): unaligned tcache chunk detected``). So a session resizes the pool *before* it
+loads, and a session whose pool was resized since it loaded (by a session with another
+thread count) resizes it back and reloads its method before running.
 
 Example:
     >>> sess = open_session("model.pte", threads=1)  # doctest: +SKIP
@@ -82,6 +86,18 @@ def quiet_native():
                 lg.setLevel(level)
 
 
+_POOL = {"generation": 0}  # bumped by every resize of ExecuTorch's threadpool
+
+
+def _size_pool(lib, threads: int) -> int:
+    """Make ExecuTorch's threadpool ``threads`` wide; the pool's generation after it."""
+    if lib._threadpool_get_thread_count() != threads:
+        with quiet_native():
+            lib._unsafe_reset_threadpool(threads)
+        _POOL["generation"] += 1
+    return _POOL["generation"]
+
+
 @dataclass(frozen=True)
 class NodeArg:
     """One input or output, as ONNX Runtime's ``NodeArg`` describes it."""
@@ -115,12 +131,13 @@ class ExecuTorchSession:
             import torch
             from executorch.runtime import Runtime
 
+            self._lib, self._torch, self.threads = lib, torch, max(1, int(threads))
+            self._generation = _size_pool(lib, self.threads)
             try:
-                program = Runtime.get().load_program(path)
-                self._method = program.load_method("forward")
+                self._program = Runtime.get().load_program(path)
+                self._method = self._program.load_method("forward")
             except RuntimeError as exc:
                 raise BenchError(f"ExecuTorch cannot load {path.name}: {exc}") from None
-        self._lib, self._torch, self.threads = lib, torch, max(1, int(threads))
         meta = self._method.metadata
         self._inputs = _args(meta, meta.num_inputs(), meta.input_tensor_meta, "input")
         self._outputs = _args(meta, meta.num_outputs(), meta.output_tensor_meta, "output")
@@ -133,9 +150,11 @@ class ExecuTorchSession:
         return list(self._outputs)
 
     def _set_threads(self) -> None:
-        if self._lib._threadpool_get_thread_count() != self.threads:
+        generation = _size_pool(self._lib, self.threads)
+        if generation != self._generation:  # loaded with a pool that has been freed since
             with quiet_native():
-                self._lib._unsafe_reset_threadpool(self.threads)
+                self._method = self._program.load_method("forward")
+            self._generation = generation
 
     def _execute(self, xs: list[np.ndarray]) -> list[np.ndarray]:
         tensors = [self._torch.from_numpy(np.ascontiguousarray(x)) for x in xs]

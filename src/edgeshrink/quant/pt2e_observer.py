@@ -3,8 +3,8 @@
 torchao's PT2E observers offer min-max and a histogram (L2) search; the percentile, entropy
 (KL) and MSE calibrators of :mod:`edgeshrink.quant.calibrate` reach PT2E quantizers
 (XNNPACK's for ExecuTorch) through this observer. It keeps the exact extremes, as
-``MinMaxObserver`` does, plus a fixed-seed subsample of at most ``max_values`` values per
-batch; the calibrator picks ``(lo, hi)`` on their histogram, and the scale and zero point
+``MinMaxObserver`` does, and a histogram over them of a fixed-seed subsample of at most
+``max_values`` values per batch; the calibrator picks ``(lo, hi)`` on it, and the scale and zero point
 follow from that range as the quantizer's spec (dtype, qscheme) says.
 
 Imports torch and torchao at module level: import it inside functions only.
@@ -41,14 +41,17 @@ class RangeObserver(MinMaxObserver):
         v = x_orig.detach().to(torch.float32).reshape(-1).cpu().numpy()
         if v.size > self.max_values:
             v = v[self._rng.integers(0, v.size, self.max_values)]
-        self._values.append(np.concatenate([v, [float(self.min_val), float(self.max_val)]]))
+        self._values.append(v)
         return out
 
     @torch.jit.export
     def calculate_qparams(self):
         if not self._values:
             return super().calculate_qparams()
-        stats = TensorStats.from_array(np.concatenate(self._values))
+        lo, hi = float(self.min_val), float(self.max_val)  # exact, whatever was subsampled
+        stats = TensorStats.empty(lo, hi)
+        stats.lo, stats.hi = lo, hi
+        stats.add(np.concatenate(self._values))
         lo, hi = calibrate_range(stats, self.method)
         return self._calculate_qparams(torch.tensor(lo, dtype=torch.float32),
                                        torch.tensor(hi, dtype=torch.float32))
