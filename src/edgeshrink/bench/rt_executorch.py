@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeshrink.bench.session import BenchError
+from edgeshrink.errors import UserError
 
 __all__ = ["ExecuTorchSession", "open_session", "missing", "quiet_native"]
 
@@ -62,7 +63,8 @@ def missing() -> str | None:
 @contextlib.contextmanager
 def quiet_native():
     """Silence ExecuTorch's native log lines (cpuinfo, threadpool) on fd 2 and its Python
-    import chatter; what was said comes back if the block raises."""
+    import chatter; what was said comes back if the block raises anything but a
+    one-sentence :class:`~edgeshrink.errors.UserError`."""
     sys.stderr.flush()
     saved = os.dup(2)
     loggers = [logging.getLogger(n) for n in ("torchao", "torch.utils._pytree")]
@@ -74,10 +76,11 @@ def quiet_native():
         os.dup2(sink.fileno(), 2)
         try:
             yield
-        except BaseException:
+        except BaseException as exc:
             os.dup2(saved, 2)
-            sink.seek(0)
-            sys.stderr.write(sink.read().decode(errors="replace")[-4000:])
+            if not isinstance(exc, UserError):  # a one-sentence error needs no log
+                sink.seek(0)
+                sys.stderr.write(sink.read().decode(errors="replace")[-4000:])
             raise
         finally:
             os.dup2(saved, 2)
@@ -133,9 +136,9 @@ class ExecuTorchSession:
 
             self._lib, self._torch, self.threads = lib, torch, max(1, int(threads))
             self._generation = _size_pool(lib, self.threads)
+            self._path, self._runtime = path, Runtime.get()
             try:
-                self._program = Runtime.get().load_program(path)
-                self._method = self._program.load_method("forward")
+                self._method = self._load()
             except RuntimeError as exc:
                 raise BenchError(f"ExecuTorch cannot load {path.name}: {exc}") from None
         meta = self._method.metadata
@@ -149,11 +152,15 @@ class ExecuTorchSession:
     def get_outputs(self) -> list[NodeArg]:
         return list(self._outputs)
 
+    def _load(self):
+        # a fresh Program each time: Program.load_method caches the Method it made first
+        return self._runtime.load_program(self._path).load_method("forward")
+
     def _set_threads(self) -> None:
         generation = _size_pool(self._lib, self.threads)
         if generation != self._generation:  # loaded with a pool that has been freed since
             with quiet_native():
-                self._method = self._program.load_method("forward")
+                self._method = self._load()
             self._generation = generation
 
     def _execute(self, xs: list[np.ndarray]) -> list[np.ndarray]:

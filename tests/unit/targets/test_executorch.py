@@ -76,12 +76,14 @@ def test_session_looks_like_onnxruntime(built, digits_task):
     assert sess.run(["output"], {"input": x[:1]})[0].shape == (1, 10)
     import executorch.extension.pybindings.portable_lib as lib
 
+    loaded = sess._method
     two = open_session(art.path, threads=2)
     assert lib._threadpool_get_thread_count() == 2  # XNNPACK's pool follows the session
     for _ in range(3):  # each switch frees the pool the other session loaded with: reloads
         np.testing.assert_allclose(two.run(None, {"input": x})[0], y, rtol=0, atol=1e-6)
         np.testing.assert_allclose(sess.run(None, {"input": x})[0], y, rtol=0, atol=1e-6)
         assert lib._threadpool_get_thread_count() == 1
+    assert sess._method is not loaded  # a fresh method on the new pool, not a cached one
 
 
 def test_prelu_after_linear_is_kept_out_of_xnnpack_and_said(tmp_path):
