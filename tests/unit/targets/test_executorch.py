@@ -86,6 +86,16 @@ def test_session_looks_like_onnxruntime(built, digits_task):
     assert sess._method is not loaded  # a fresh method on the new pool, not a cached one
 
 
+def test_figures_of_the_shipped_file(built, digits_task):
+    art, _ = built["int8"]
+    x = tuple(a[:1] for a in digits_task.eval.inputs)
+    fig = TARGET.figures(art, x, threads=(1,), budget_s=0.2)
+    assert fig["size"] == Path(art.path).stat().st_size
+    assert fig["by_threads"]["1"]["count"] > 0 and fig["by_threads"]["1"]["p50"] > 0
+    # a fresh process that imports the runtime (and torch, which it needs) and runs the file
+    assert 50 < fig["peak_mb"] < 4000
+
+
 def test_prelu_after_linear_is_kept_out_of_xnnpack_and_said(tmp_path):
     """ExecuTorch 1.4.1's XNNPACK lowering fails on a 2-D PReLU (O-Net's prelu5): it runs on
     portable kernels instead, and the notes say the graph is only partly delegated."""
