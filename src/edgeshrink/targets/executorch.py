@@ -202,11 +202,14 @@ def _quantize(model: nn.Module, example: tuple, cfg: ExecuTorchConfig, data) -> 
     act = dataclasses.replace(qcfg.input_activation,
                               observer_or_fake_quant_ctr=_observer(cfg.calibrator))
     qcfg = dataclasses.replace(qcfg, input_activation=act, output_activation=act)
-    example2 = tuple(torch.cat([x, x]) for x in example)  # batch 2: keeps the batch dynamic
-    graph = _export(model, example2, dynamic=True).module()
+    batch = 32
+    try:  # a dynamic batch calibrates 32 samples a call (example at batch 2: not specialised)
+        graph = _export(model, tuple(torch.cat([x, x]) for x in example), dynamic=True).module()
+    except TargetError:  # a model that fixes its batch: calibrate one sample at a time
+        graph, batch = _export(model, example).module(), len(example[0])
     prepared = prepare_pt2e(graph, XNNPACKQuantizer().set_global(qcfg))
     with torch.no_grad():
-        for xs in data.head(cfg.calibration_samples).numpy_batches(32):
+        for xs in data.head(cfg.calibration_samples).numpy_batches(batch):
             prepared(*(torch.from_numpy(x) for x in xs))
     return convert_pt2e(prepared)
 
@@ -226,7 +229,7 @@ def _delegation(program, excluded: list[str]) -> dict[str, Any]:
              "undelegated_ops": rest, "fully_delegated": not rest}  # fmt: skip
     if excluded:
         notes["kept_out_of_xnnpack"] = (
-            f"PReLU on a non-4-D tensor ({', '.join(excluded)}): ExecuTorch 1.4.1's XNNPACK "
+            f"PReLU on a non-4-D tensor ({', '.join(dict.fromkeys(excluded))}): ExecuTorch 1.4.1's XNNPACK "
             "channels-last pass cannot lower it, so it runs on portable kernels")
     return notes
 
