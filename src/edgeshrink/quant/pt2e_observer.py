@@ -1,0 +1,57 @@
+"""A PT2E activation observer that sets its range with our calibrators.
+
+torchao's PT2E observers offer min-max and a histogram (L2) search; the percentile, entropy
+(KL) and MSE calibrators of :mod:`edgeshrink.quant.calibrate` reach PT2E quantizers
+(XNNPACK's for ExecuTorch) through this observer. It keeps the exact extremes, as
+``MinMaxObserver`` does, and a histogram over them of a fixed-seed subsample of at most
+``max_values`` values per batch; the calibrator picks ``(lo, hi)`` on it, and the scale and zero point
+follow from that range as the quantizer's spec (dtype, qscheme) says.
+
+Imports torch and torchao at module level: import it inside functions only.
+
+Example:
+    >>> ctor = RangeObserver.with_args(method="percentile", eps=2**-12)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torchao.quantization.pt2e import MinMaxObserver
+
+from edgeshrink.quant.calibrate import TensorStats, calibrate_range
+
+__all__ = ["RangeObserver"]
+
+
+class RangeObserver(MinMaxObserver):
+    """``MinMaxObserver`` whose range comes from ``calibrate_range(stats, method)``."""
+
+    def __init__(self, method: str = "percentile", max_values: int = 1 << 16, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.method = method
+        self.max_values = max_values
+        self._values: list[np.ndarray] = []
+        self._rng = np.random.default_rng(0)
+
+    def forward(self, x_orig: torch.Tensor) -> torch.Tensor:
+        if x_orig.numel() == 0:
+            return x_orig
+        out = super().forward(x_orig)
+        v = x_orig.detach().to(torch.float32).reshape(-1).cpu().numpy()
+        if v.size > self.max_values:
+            v = v[self._rng.integers(0, v.size, self.max_values)]
+        self._values.append(v)
+        return out
+
+    @torch.jit.export
+    def calculate_qparams(self):
+        if not self._values:
+            return super().calculate_qparams()
+        lo, hi = float(self.min_val), float(self.max_val)  # exact, whatever was subsampled
+        stats = TensorStats.empty(lo, hi)
+        stats.lo, stats.hi = lo, hi
+        stats.add(np.concatenate(self._values))
+        lo, hi = calibrate_range(stats, self.method)
+        return self._calculate_qparams(torch.tensor(lo, dtype=torch.float32),
+                                       torch.tensor(hi, dtype=torch.float32))
