@@ -28,8 +28,8 @@ BUDGETS = (  # (label, device, priority, constraints)
     ("Pi 4 speed", "raspberry-pi-4", "speed", {"max_drop": 1.0}),
 )
 PLANS = ("default", "pruning", "quantization")
-SEEDS = (0, 1, 2)
-TRIALS = 10
+SEEDS = tuple(int(x) for x in os.environ.get("EDGESHRINK_BENCH_SEARCH_SEEDS", "0,1,2").split(","))
+TRIALS = 16
 EPOCHS = 1
 
 
@@ -208,8 +208,8 @@ if __name__ == "__main__":
             for p in PLANS:
                 plan_run(t, p, w)
         if "search" in sys.argv[3:] or "search-reversed" in sys.argv[3:]:
-            pieces = [(b, sampler, s) for s in SEEDS for b in BUDGETS
-                      for sampler in ("tpe", "random")]  # a second process takes them backwards
+            pieces = [(b, sampler, s) for sampler in ("tpe", "random") for s in SEEDS
+                      for b in BUDGETS[::-1]]  # a second process takes them backwards
             for b, sampler, s in pieces[::-1] if "search-reversed" in sys.argv[3:] else pieces:
                 search_run(t, b, sampler, s, w)
         print(json.dumps({"done": t}))
