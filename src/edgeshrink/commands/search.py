@@ -97,7 +97,7 @@ def search(
     _check(trials, workers, timeout, sampler, heartbeat, storage, join, device, priority,
            finetune_epochs, bench_json or ())
     if join:
-        return _join(storage, study_name, timeout, heartbeat)
+        return _join(storage, study_name, timeout, heartbeat, advise=resume)
     cons = Constraints.from_text(max_size=max_size, max_latency=max_latency,
                                  max_drop=max_drop, max_energy=max_energy)
     if threads < 1:
@@ -139,13 +139,19 @@ def _trial_line(console):
     return show
 
 
-def _join(storage, study_name, timeout, heartbeat) -> None:
+def _join(storage, study_name, timeout, heartbeat, *, advise: bool = False) -> None:
+    """Work on a stored search; ``advise`` (``--resume``): then advise and report as the
+    worker that started it would have."""
     from rich.console import Console
 
+    from edgeshrink.advisor import Constraints
+    from edgeshrink.results import load_run
     from edgeshrink.search import join_search
 
     settings = join_search(storage, study_name, timeout=timeout, heartbeat_s=heartbeat,
                            on_trial=_trial_line(Console(stderr=True)))
+    if advise:
+        return _advise(load_run(settings.out), settings, Constraints(**settings.constraints))
     if settings.bench_json:
         _merge_bench(settings)
     Console().print(f"joined {study_name}: results in {Path(settings.out) / 'results.json'}",
