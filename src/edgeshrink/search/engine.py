@@ -357,12 +357,21 @@ def work(study, settings: SearchSettings, *, timeout: float | None = None, on_tr
     def stop_when_done(study_, _trial) -> None:
         if _complete(study_) >= settings.trials:
             study_.stop()
+        elif _failed(study_) > max(10, 2 * settings.trials):  # the sampler insists on
+            study_.stop()  # recipes this model cannot take: stop with what completed
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed recipes: in results.json
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         study.optimize(objective, n_trials=None, timeout=timeout, callbacks=[stop_when_done],
                        catch=(RecipeFailed,), gc_after_trial=False)
+
+
+def _failed(study) -> int:
+    from optuna.trial import TrialState
+
+    return sum("error" in t.user_attrs
+               for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
 
 
 def _complete(study) -> int:

@@ -61,6 +61,20 @@ def group_scan(task, groups: list[str], ratios=RATIOS) -> dict[str, Any]:
     return {"ratios": list(ratios), "drop": drop, "macs_removed": macs}
 
 
+def _most_macs_removed(task) -> float:
+    """The fraction of MACs uniform channel pruning at its largest ratio removes: a MAC
+    target above it is refused by ``structured`` (the trial would fail)."""
+    from edgeshrink.prune.structured import StructuredConfig, prune_structured
+
+    example = task.example_inputs()
+    base = count_macs(task.model, example)[0]
+    try:
+        m = prune_structured(copy.deepcopy(task.model), StructuredConfig(ratio=0.9), example)
+    except Exception:  # noqa: BLE001 - a model structured pruning refuses: no MAC targets
+        return 0.0
+    return round(1.0 - count_macs(m, example)[0] / base, 4)
+
+
 def _labelled(task) -> bool:
     train = getattr(task, "train", None)
     return train is not None and len(train) > 0 and train.targets.ndim == 1
@@ -110,7 +124,11 @@ def build_space(task, profile: Profile, *, max_drop: float = 1.0,
         row = scans["groups"]["drop"][g]
         space.groups[g] = [r for r, d in zip(RATIOS, row, strict=True) if r == 0 or d <= limit]
     if groups:
-        space.macs = list(MACS)
+        scans["max_macs_removed"] = most = _most_macs_removed(task)
+        space.macs = [m for m in MACS if m <= most]
+        if len(space.macs) < len(MACS):
+            space.notes.append(f"MAC targets up to {most:.1%}: the most uniform channel "
+                               "pruning removes from this model (ratio 0.9, widths rounded)")
     bits = layer_sensitivity(task.model, task.calibration, task.metric, levels=(8,))
     scans["int8"] = {n: task.metric.drop(bits["reference"], v[0])
                      for n, v in bits["layers"].items()}
