@@ -1,16 +1,18 @@
 """The search space of one model on one device, as plain data, and recipes from its points.
 
-A point chooses, per dependency group, the fraction of channels removed (Torch-Pruning
-groups, :mod:`edgeshrink.prune.layerwise`); per layer, the fraction of zero weights (only
-on devices with sparse kernels: elsewhere zeros buy neither speed nor stored bytes); the
-precision that ships (FP32 always, INT8, and FP16 / INT4 where the device accelerates
-them); for INT8, which layers stay FP32, the calibrator and bias correction; and the
-fine-tuning epochs after pruning. Each point is a recipe of ordinary configs, built and
-measured exactly as a study candidate.
+A point chooses how channels go: per dependency group, the fraction removed (Torch-Pruning
+groups, :mod:`edgeshrink.prune.layerwise`), or a fraction of the MACs removed by one uniform
+ratio (the fixed plans' ``channels-*mac``), with the channel ranking (L1 or Taylor); per
+layer, the fraction of zero weights (only on devices with sparse kernels: elsewhere zeros
+buy neither speed nor stored bytes); the precision that ships (FP32 always, INT8, and FP16 /
+INT4 where the device accelerates them); for INT8, which layers stay FP32, the calibrator
+and bias correction; the fine-tuning epochs after pruning and the weight of distillation
+from the unpruned model. Each point is a recipe of ordinary configs, built and measured
+exactly as a study candidate.
 
 Example:
-    >>> space = build_space(task, load_profile("cortex-m7"))
-    >>> recipe = recipe_of(space, seeds(space)[0])
+    >>> space, scans = build_space(task, load_profile("cortex-m7"))
+    >>> recipe = recipe_of(space, seeds(space, scans)[0])
 """
 
 from __future__ import annotations
