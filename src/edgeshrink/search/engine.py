@@ -318,8 +318,12 @@ class _Worker:
         mark_worker(trial)  # first: a journal search fails this trial if this process dies
         _wait_for_turn(self.study, trial, s.trials, self.heartbeat)
         key = trial_key(self.study._storage.get_trial(trial._trial_id))
-        spec = CandidateSpec(f"trial-{key:03d}", recipe_of(self.space, suggest(trial, self.space)))
-        trial.set_user_attr("recipe", spec.recipe_dicts())
+        recipe = recipe_of(self.space, suggest(trial, self.space))
+        trial.set_user_attr("recipe", [c.to_dict() for c in recipe])
+        if not recipe:  # a point that changes nothing (no channel removed, FP32): the
+            trial.set_user_attr("error", "this point changes nothing: it is the baseline")
+            raise RecipeFailed("the baseline")  # baseline, measured already; fails at once
+        spec = CandidateSpec(f"trial-{key:03d}", recipe)
         try:
             rec = evaluate_candidate(spec, self.task, _art_dir(s).parent, art_dir=_art_dir(s),
                                      baseline_value=self.baseline, threads=s.threads,
