@@ -113,7 +113,7 @@ def _initial_design(settings, space, scans, max_drop: float, plans=()) -> list[d
     if settings.sampler == "random":
         return []
     first = seeds(space, scans, max_drop=max_drop, plans=plans)
-    extra = settings.initial if settings.initial is not None else max(2, settings.trials // 5)
+    extra = settings.initial if settings.initial is not None else max(2, settings.trials // 8)
     rng = np.random.default_rng(settings.seed)
     design = _distinct(space, first + [random_params(space, rng) for _ in range(extra)])
     return design[: settings.trials]

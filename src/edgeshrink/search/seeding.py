@@ -190,41 +190,46 @@ def _int8(space: SearchSpace, scans: dict, max_drop: float, *, careful: bool,
 
 def seeds(space: SearchSpace, scans: dict, *, max_drop: float = 1.0,
           plans: list[tuple] | tuple = ()) -> list[dict[str, Any]]:
-    """The first trials (Optuna ``enqueue_trial``): plain INT8, then each fixed-plan recipe
-    the space represents exactly (``plans``), each MAC-targeted one also one MAC step
-    further and in INT8, then per-tensor INT8 sparing the sensitive layers, and
-    sensitivity-allocated channel pruning at 30/50 % of the MACs with fine-tuning in INT8;
-    distinct recipes only."""
+    """The first trials (Optuna ``enqueue_trial``): plain INT8; each fixed-plan recipe the
+    space represents exactly (``plans``), an FP32 MAC-targeted one also in INT8 and an INT8
+    one also one MAC step further; per-tensor INT8 sparing the sensitive layers; the light
+    end (the smallest MAC target by Taylor ranking, with and without distilled fine-tuning,
+    and a quarter of every group's channels, each in that careful INT8); the sensitivity
+    allocation of 30 % of the MACs over the groups, fine-tuned, in INT8. Distinct recipes."""
     int8 = "int8" in space.precisions
+    careful = _int8(space, scans, max_drop, careful=True, per_channel=False) if int8 \
+        else {"precision": "fp32"}
     out: list[dict[str, Any]] = [_int8(space, scans, max_drop, careful=False)] if int8 else []
     from_plans = [p for p in (params_of(space, r) for r in plans) if p is not None]
     out += from_plans + [n for p in from_plans for n in _neighbours(space, p)]
     if int8:
-        out.append(_int8(space, scans, max_drop, careful=True, per_channel=False))
-    epochs = {"epochs": max(space.epochs), "distill": max(space.distill)}
-    for target in (0.3, 0.5) if space.groups else ():
-        widths = {f"w:{g}": r for g, r in _allocate_groups(space, scans["groups"],
-                                                           target).items()}
+        out.append(careful)
+    ft = {"epochs": max(space.epochs), "distill": max(space.distill)}
+    if space.macs:
+        light = {"prune": "macs", "macs": space.macs[0], "importance": space.importance[-1]}
+        out += [{**light, **ft, **careful}, {**light, **careful}]
+    if space.groups:
+        quarter = {f"w:{g}": 0.25 if 0.25 in c else 0.0 for g, c in space.groups.items()}
+        out.append({"prune": "groups", **quarter, "importance": space.importance[-1], **ft,
+                    **careful})
+        widths = {f"w:{g}": r for g, r in _allocate_groups(space, scans["groups"], 0.3).items()}
         tail = _int8(space, scans, max_drop, careful=True) if int8 else {"precision": "fp32"}
-        out.append({"prune": "groups", **widths, **epochs, **tail})
+        out.append({"prune": "groups", **widths, **ft, **tail})
     if space.layers and "sparsity" in scans:
-        out.append({**_sparsity_seed(space, scans), **epochs,
+        out.append({**_sparsity_seed(space, scans), **ft,
                     **(_int8(space, scans, max_drop, careful=True) if int8 else {})})
     out += [{"precision": p} for p in ("fp16", "int4") if p in space.precisions]
     return _distinct(space, out)
 
 
 def _neighbours(space: SearchSpace, params: dict[str, Any]) -> list[dict[str, Any]]:
-    """A MAC-targeted point one MAC step further, and in INT8 where it ships FP32."""
+    """An FP32 MAC-targeted point in INT8; an INT8 one a MAC step further."""
     if params.get("prune") != "macs":
         return []
-    out = []
-    if precision_of(params) == "fp32" and "int8" in space.precisions:
-        out.append({**params, "precision:pruned": "int8"})
+    if precision_of(params) == "fp32":
+        return [{**params, "precision:pruned": "int8"}] if "int8" in space.precisions else []
     further = [m for m in space.macs if m > params["macs"]]
-    if further:
-        out.append({**params, "macs": further[0]})
-    return out
+    return [{**params, "macs": further[0]}] if further else []
 
 
 def plan_recipes(task, finetune_epochs: int) -> list[tuple]:

@@ -59,7 +59,7 @@ def test_params_of_refuses_what_the_space_does_not_offer():
     assert got["precision:pruned"] == "int8" and got["macs"] == 0.3
 
 
-def test_plan_seeds_come_right_after_plain_int8_then_one_step_further():
+def test_plan_seeds_come_right_after_plain_int8_then_their_neighbours_and_the_light_end():
     plan = [s.recipe for s in named_plan("pruning", _Task(), finetune_epochs=2)]
     got = [recipe_of(space(), p) for p in seeds(space(), scans(), plans=plan)]
     assert got[0] == (StaticInt8Config(),)
@@ -67,8 +67,13 @@ def test_plan_seeds_come_right_after_plain_int8_then_one_step_further():
     s30, s50 = (StructuredConfig(macs_reduction=m, importance="taylor") for m in (0.3, 0.5))
     assert got[1:4] == [(s30, ft), (s50, ft), (s50, ft, StaticInt8Config())]
     s40, s60 = (StructuredConfig(macs_reduction=m, importance="taylor") for m in (0.4, 0.6))
-    assert (s30, ft, StaticInt8Config()) in got and (s40, ft) in got
-    assert (s60, ft) in got and (s60, ft, StaticInt8Config()) in got
+    assert got[4:6] == [(s30, ft, StaticInt8Config()), (s60, ft, StaticInt8Config())]
+    assert (s40, ft) not in got and (s60, ft) not in got  # FP32 ones: only in INT8
+    s20 = StructuredConfig(macs_reduction=0.2, importance="taylor")  # the light end
+    light = [r for r in got if r[0] == s20]
+    assert [[c.kind for c in r] for r in light] == [["structured", "finetune", "int8_static"],
+                                                    ["structured", "int8_static"]]
+    assert light[0][-1].per_channel is False and light[0][-1].bias_correction is True
     assert len(set(got)) == len(got)
 
 
