@@ -309,6 +309,7 @@ class _Worker:
 
     def __call__(self, trial) -> tuple[float, ...]:
         from edgeshrink.advisor import candidate_figures
+        from edgeshrink.config import config_to_dict
         from edgeshrink.search.space import recipe_of, suggest
         from edgeshrink.search.storage import mark_worker
         from edgeshrink.study.plan import CandidateSpec
@@ -319,7 +320,7 @@ class _Worker:
         _wait_for_turn(self.study, trial, s.trials, self.heartbeat)
         key = trial_key(self.study._storage.get_trial(trial._trial_id))
         recipe = recipe_of(self.space, suggest(trial, self.space))
-        trial.set_user_attr("recipe", [c.to_dict() for c in recipe])
+        trial.set_user_attr("recipe", [config_to_dict(c) for c in recipe])
         if not recipe:  # a point that changes nothing (no channel removed, FP32): the
             trial.set_user_attr("error", "this point changes nothing: it is the baseline")
             raise RecipeFailed("the baseline")  # baseline, measured already; fails at once
