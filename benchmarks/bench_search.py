@@ -211,8 +211,8 @@ def run(ctx) -> str:
     seconds = {p.name: p.joinpath("done").read_text() for p in sorted(work.glob("tpe-*"))}
     text = (
         f"Search: {TRIALS} trials (TPE, constrained, 4 objectives; first trials: the "
-        "sensitivity scans' seeds and every fixed-plan candidate the space represents exactly, "
-        f"each MAC-targeted one also one MAC step further and in INT8), fine-tuning up to "
+        "sensitivity scans' seeds, every fixed-plan candidate the space represents exactly and "
+        "its neighbours, the light end of the space; see docs/search.md), fine-tuning up to "
         f"{EPOCHS} epochs; random search: the same space and trial "
         f"count; fixed plans `{'`, `'.join(PLANS)}` with {EPOCHS} fine-tuning epochs. Best "
         "feasible = fits the device, drop <= 1.0 point, best on the priority (device figures "
