@@ -97,3 +97,31 @@ def test_int4_only_where_widths_stay_and_with_the_chosen_group():
     assert params_of(s, pruned_int4) is None  # widths changed: INT4 is not offered
     got = [recipe_of(s, p) for p in seeds(s, scans(), plans=[pruned_int4])]
     assert pruned_int4 not in got and (Int4WeightOnlyConfig(group_size=16),) in got
+
+
+def test_mac_targets_stop_at_what_uniform_pruning_reaches():
+    import copy
+    import warnings
+    from types import SimpleNamespace
+
+    import pytest
+    import torch
+    from torch import nn
+
+    from edgeshrink.errors import UserError
+    from edgeshrink.prune.structured import prune_structured
+    from edgeshrink.search.seeding import _most_macs_removed
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3),
+                          nn.ReLU(), nn.Flatten(), nn.Linear(16 * 6 * 6, 10)).eval()
+    example = (torch.randn(1, 1, 8, 8),)
+    most = _most_macs_removed(SimpleNamespace(model=model, example_inputs=lambda: example))
+    assert 0.3 < most < 0.95
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "the closest reduction round_to=8 allows is ..."
+        prune_structured(copy.deepcopy(model), StructuredConfig(
+            macs_reduction=round(most - 0.05, 2)), example)  # within reach: builds
+    with pytest.raises(UserError, match="out of reach"):
+        prune_structured(copy.deepcopy(model), StructuredConfig(
+            macs_reduction=min(round(most + 0.06, 2), 0.89)), example)
