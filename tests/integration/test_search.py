@@ -85,6 +85,8 @@ def cli(*args, cwd=None):
     (["--priority", "beauty"], "--priority"),
     (["--max-size", "big"], "not a size"),
     (["--workers", "0"], "--workers"),
+    (["--bench-json", "no-such-bench.json"], "does not exist"),
+    (["--resume"], "no search to continue"),
 ])
 def test_bad_options_exit_2_before_any_work(tmp_path, args, says):
     out = tmp_path / "never"
@@ -94,6 +96,53 @@ def test_bad_options_exit_2_before_any_work(tmp_path, args, says):
     assert says in got.stderr and "Traceback" not in got.stderr
     assert len(got.stderr.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_a_trial_a_device_bench_measured_takes_its_latency(embedded, tmp_path):
+    _, first = embedded
+    bench = tmp_path / "pi.json"  # stands in for a file `edgeshrink bench` wrote on the device
+    got = subprocess.run([sys.executable, "-m", "edgeshrink", "bench", "--runs", "20", "--out",
+                          str(bench), str(first / "artifacts" / "trial-000.onnx")],
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert got.returncode == 0, got.stderr[-2000:]
+    p50 = json.loads(bench.read_text())["latency_ms"]["p50"]
+    out = tmp_path / "s"  # the same first trial (plain INT8) builds the same file again
+    got = cli("--task", TASK, "--device", "cortex-m7", "--trials", "1", "--finetune-epochs",
+              "0", "--max-drop", "2", "--bench-json", str(bench), "--out", str(out))
+    assert got.returncode == 0, got.stderr[-2000:]
+    (trial,) = json.loads((out / "results.json").read_text())["candidates"]
+    assert trial["notes"]["search"]["latency_source"] == "pi.json"
+    assert trial["notes"]["search"]["latency_ms"] == pytest.approx(p50)
+    assert trial["latency_ms"]["source"] == "pi.json" and trial["latency_ms"]["p50"] == p50
+
+
+def test_resume_fails_a_dead_workers_journal_trial_and_runs_it_again(digits_task, tmp_path):
+    from edgeshrink.search.storage import mark_worker
+
+    out = tmp_path / "r"
+    storage = open_storage(None, out)
+    study = create_search(settings(out, trials=2), storage, "edgeshrink-search", task=digits_task)
+    from edgeshrink.search.space import SearchSpace, suggest
+
+    dead = study.ask()  # the first seed, asked by a worker that then died (kill -9)
+    suggest(dead, SearchSpace.from_dict(study.user_attrs["edgeshrink"]["space"]))
+    mark_worker(dead)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout
+    dead.set_user_attr("process", {**dead.user_attrs["process"], "pid": int(gone)})
+    got = cli("--resume", "--out", str(out))
+    assert got.returncode == 0, got.stderr[-2000:]
+    import optuna
+
+    study = optuna.load_study(study_name="edgeshrink-search", storage=open_storage(None, out))
+    states = {t.number: t.state.name for t in study.get_trials()}
+    assert states[dead.number] == "FAIL"
+    assert sorted(trial_key(t) for t in complete(study)) == [0, 1]
+    (retry,) = [t for t in complete(study) if t.system_attrs.get("failed_trial") == dead.number]
+    assert retry.params["precision"] == "int8"  # the seed the dead worker had: plain INT8
+    assert len(json.loads((out / "results.json").read_text())["candidates"]) == 2
+    assert (out / "report.html").is_file()
 
 
 def test_a_budget_no_trial_meets_exits_3_naming_the_limit_and_the_nearest(tmp_path):

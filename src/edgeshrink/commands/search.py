@@ -12,7 +12,7 @@ INFEASIBLE_EXIT = 3
 
 
 def _check(trials, workers, timeout, sampler, heartbeat, storage, join, device, priority,
-           max_epochs) -> None:
+           max_epochs, bench_json=()) -> None:
     """Every option, before any work (one sentence and exit 2 on the first bad one)."""
     from edgeshrink.config import check_choice
     from edgeshrink.devices import PRIORITIES, load_profile
@@ -32,6 +32,14 @@ def _check(trials, workers, timeout, sampler, heartbeat, storage, join, device, 
         raise UserError(f"--finetune-epochs must be 0 or more, got {max_epochs}.")
     check_choice("--sampler", sampler, SAMPLERS)
     check_storage_url(storage)
+    if bench_json:
+        if join:
+            raise UserError("--bench-json is given to the worker that starts the search; "
+                            "joining workers read the device latencies from the storage.")
+        from edgeshrink.bench.merge import load_bench_json
+
+        for path in bench_json:
+            load_bench_json(path)  # a missing or foreign file fails now, not after the search
     if join:
         if storage is None:
             raise UserError("--join needs the --storage of the search to join "
@@ -72,15 +80,24 @@ def search(
     int8_only: bool = typer.Option(
         False, help="Search INT8 choices only (per-layer INT8/FP32, calibrator, bias "
         "correction), no pruning: NNCF's accuracy-control question."),
+    bench_json: list[Path] = typer.Option(
+        None, help="`edgeshrink bench --json` files measured on the device: a trial whose file "
+        "one of them measured (same sha256) takes the device's latency, labelled with the file "
+        "name, instead of the estimate (repeatable)."),
+    resume: bool = typer.Option(
+        False, help="Continue the search in --out (its search.journal): trials of workers "
+        "that died are failed and re-queued, and it runs to its stored trial count."),
 ) -> None:
     """Search per-group widths, per-layer sparsity and precision, calibration and fine-tuning
     for a device budget; every trial is measured on its exported file, as a study candidate."""
     from edgeshrink.advisor import Constraints
 
+    if resume:
+        storage, join = _resume_storage(storage, out, join), True
     _check(trials, workers, timeout, sampler, heartbeat, storage, join, device, priority,
-           finetune_epochs)
+           finetune_epochs, bench_json or ())
     if join:
-        return _join(storage, study_name, timeout, heartbeat)
+        return _join(storage, study_name, timeout, heartbeat, advise=resume)
     cons = Constraints.from_text(max_size=max_size, max_latency=max_latency,
                                  max_drop=max_drop, max_energy=max_energy)
     if threads < 1:
@@ -93,8 +110,24 @@ def search(
         task=task, device=device, trials=trials, out=str(out), constraints=cons.to_dict(),
         priority=priority, artifacts_dir=str(artifacts_dir) if artifacts_dir else None,
         threads=(threads,), sampler=sampler, seed=seed, max_epochs=finetune_epochs,
-        only="int8" if int8_only else None)
+        only="int8" if int8_only else None,
+        bench_json=tuple(str(p) for p in bench_json or ()))
     _start(settings, cons, storage, study_name, workers, timeout, heartbeat)
+
+
+def _resume_storage(storage, out: Path, join: bool) -> str:
+    """``--resume``: the search's storage (default OUT/search.journal, which must exist)."""
+    from edgeshrink.errors import UserError
+    from edgeshrink.search.storage import JOURNAL
+
+    if join:
+        raise UserError("give --resume or --join, not both (--resume joins the search in --out).")
+    if storage is not None:
+        return storage
+    if not (out / JOURNAL).is_file():
+        raise UserError(f"--resume: no search to continue in {out} (no {JOURNAL}); start one "
+                        "without --resume.")
+    return str(out / JOURNAL)
 
 
 def _trial_line(console):
@@ -106,13 +139,21 @@ def _trial_line(console):
     return show
 
 
-def _join(storage, study_name, timeout, heartbeat) -> None:
+def _join(storage, study_name, timeout, heartbeat, *, advise: bool = False) -> None:
+    """Work on a stored search; ``advise`` (``--resume``): then advise and report as the
+    worker that started it would have."""
     from rich.console import Console
 
+    from edgeshrink.advisor import Constraints
+    from edgeshrink.results import load_run
     from edgeshrink.search import join_search
 
     settings = join_search(storage, study_name, timeout=timeout, heartbeat_s=heartbeat,
                            on_trial=_trial_line(Console(stderr=True)))
+    if advise:
+        return _advise(load_run(settings.out), settings, Constraints(**settings.constraints))
+    if settings.bench_json:
+        _merge_bench(settings)
     Console().print(f"joined {study_name}: results in {Path(settings.out) / 'results.json'}",
                     highlight=False)
 
@@ -146,17 +187,40 @@ def _advise(run, settings, cons) -> None:
     from edgeshrink.results import load_run
 
     out = Path(settings.out)
+    measured = None
+    if settings.bench_json:
+        run, measured = _merge_bench(settings, run)
     try:
-        recommend(run, settings.device, cons, settings.priority)
+        recommend(run, settings.device, cons, settings.priority, measured=measured)
     except UserError as exc:  # no trial meets the budget: say which limit binds, exit 3
         write_report(out)
         print_summary(run, Console())
         Console(stderr=True).print(f"error: {exc}", highlight=False, soft_wrap=True)
         raise SystemExit(INFEASIBLE_EXIT) from None  # click would turn typer.Exit into 0
-    advise_run(out, settings.device, cons, settings.priority)
+    advise_run(out, settings.device, cons, settings.priority, measured=measured)
     report = write_report(out)
     print_summary(load_run(out), Console())
     Console().print(f"\nresults: {out / 'results.json'}   report: {report}", highlight=False)
+
+
+def _merge_bench(settings, run=None):
+    """Put the device benches' latencies into OUT/results.json (as `study --bench-json`
+    does); returns the run and ``{trial: (p50 ms, file)}``. Benches that measured none of
+    the trials only say so: the search is done, the estimates stand."""
+    from rich.console import Console
+
+    from edgeshrink.bench.merge import merge_device_benches
+    from edgeshrink.errors import UserError
+    from edgeshrink.results import load_run
+
+    out = Path(settings.out)
+    run = run or load_run(out)
+    try:
+        return merge_device_benches(run, list(settings.bench_json), out)
+    except UserError as exc:
+        Console(stderr=True).print(f"note: {exc} The latencies stay estimates.",
+                                   highlight=False, soft_wrap=True)
+        return run, None
 
 
 def register(app: typer.Typer) -> None:

@@ -9,8 +9,9 @@ joins reads everything from the storage, so ``edgeshrink search --join --storage
 Each trial is built, exported and measured with :func:`edgeshrink.study.runner.
 evaluate_candidate` (the study's own path) and stores its ``CandidateRecord`` on the trial;
 ``results.json`` is rendered from the storage. Objectives (all minimised): metric drop,
-latency on the device (measured where the device is this host, else the roofline estimate,
-labelled), stored bytes on the device, energy estimate; the budget enters as Optuna
+latency on the device (measured where the device is this host, taken from a bench JSON
+measured on the device for an artifact it covers (``--bench-json``, matched by sha256), else
+the roofline estimate; labelled), stored bytes on the device, energy estimate; the budget enters as Optuna
 constraints (TPE / NSGA-II ``constraints_func``).
 
 Exactly ``trials`` trials complete: trials are ranked by their *key* (a re-queued trial keeps
@@ -29,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
-import socket
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -67,15 +67,18 @@ class SearchSettings:
     max_epochs: int = 3
     initial: int | None = None  # enqueued random design size (None: about a quarter)
     only: str | None = None  # "int8": INT8 choices only (no pruning), as NNCF's search
+    bench_json: tuple[str, ...] = ()  # `edgeshrink bench --json` files measured on the device
 
     def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "threads": list(self.threads)}
+        return {**dataclasses.asdict(self), "threads": list(self.threads),
+                "bench_json": list(self.bench_json)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SearchSettings:
         names = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in data.items() if k in names}
         kw["threads"] = tuple(kw.get("threads", (1,)))
+        kw["bench_json"] = tuple(kw.get("bench_json", ()))
         return cls(**kw)
 
 
@@ -101,15 +104,16 @@ def _sampler(settings: SearchSettings, n_start: int):
             n_startup_trials=max(n_start, 1))
 
 
-def _initial_design(settings, space, scans, max_drop: float) -> list[dict]:
-    """Seeds, then a seeded random design; empty for a random search."""
+def _initial_design(settings, space, scans, max_drop: float, plans=()) -> list[dict]:
+    """Seeds (the scans' and the fixed plans' ``plans`` recipes the space represents), then
+    a seeded random design; empty for a random search."""
     from edgeshrink.search.seeding import _distinct, seeds
     from edgeshrink.search.space import random_params
 
     if settings.sampler == "random":
         return []
-    first = seeds(space, scans, max_drop=max_drop)
-    extra = settings.initial if settings.initial is not None else max(2, settings.trials // 4)
+    first = seeds(space, scans, max_drop=max_drop, plans=plans)
+    extra = settings.initial if settings.initial is not None else max(2, settings.trials // 8)
     rng = np.random.default_rng(settings.seed)
     design = _distinct(space, first + [random_params(space, rng) for _ in range(extra)])
     return design[: settings.trials]
@@ -122,7 +126,7 @@ def create_search(settings: SearchSettings, storage, study_name: str, *, task=No
     import optuna
 
     from edgeshrink.devices import load_profile
-    from edgeshrink.search.seeding import build_space
+    from edgeshrink.search.seeding import build_space, plan_recipes
     from edgeshrink.study.plan import CandidateSpec
     from edgeshrink.study.runner import BASELINE, evaluate_candidate
     from edgeshrink.task import load_task
@@ -143,8 +147,10 @@ def create_search(settings: SearchSettings, storage, study_name: str, *, task=No
     space, scans = build_space(task, profile, max_drop=max_drop, max_epochs=settings.max_epochs)
     if settings.only == "int8":
         space.groups, space.layers, space.precisions, space.epochs = {}, {}, ["int8"], [0]
+        space.macs = []
         space.notes.append("INT8 choices only (--only int8)")
-    design = _initial_design(settings, space, scans, max_drop)
+    plans = plan_recipes(task, settings.max_epochs) if settings.sampler != "random" else []
+    design = _initial_design(settings, space, scans, max_drop, plans)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         storage=storage, study_name=study_name, directions=["minimize"] * len(OBJECTIVES),
@@ -154,13 +160,36 @@ def create_search(settings: SearchSettings, storage, study_name: str, *, task=No
         study.set_metric_names(list(OBJECTIVES))
     study.set_user_attr(_ATTR, {
         "settings": settings.to_dict(), "space": space.to_dict(), "scans": scans,
-        "baseline": base.to_dict(), "created": dt.datetime.now(dt.UTC).isoformat(
+        "baseline": base.to_dict(), "device_bench": _device_bench(settings.bench_json),
+        "created": dt.datetime.now(dt.UTC).isoformat(
             timespec="seconds"),
         "metric": {"name": task.metric.name, "unit": task.metric.unit,
                    "higher_is_better": task.metric.higher_is_better}})
     for params in design:
         study.enqueue_trial(params, skip_if_exists=True)
     return study
+
+
+def _device_bench(paths) -> list[dict[str, Any]]:
+    """Latencies measured on the device (``edgeshrink bench --json`` files): sha256 of the
+    file measured, threads, p50, file name; stored in the study so joining workers need
+    not reach the files."""
+    from edgeshrink.bench.merge import device_measurements, load_bench_json
+
+    return [{"sha256": m["sha256"], "threads": m["threads"], "p50": m["stats"]["p50"],
+             "source": m["source"]}
+            for p in paths for m in device_measurements(load_bench_json(p), Path(p).name)]
+
+
+def device_latency(rec, bench: list[dict[str, Any]], threads: int):
+    """``{rec.name: (p50 ms, bench file)}`` where a device bench measured this very file
+    (sha256), at ``threads`` if it covers them; else ``{}``."""
+    sha = rec.notes.get("sha256")
+    found = [m for m in bench if sha and m["sha256"] == sha]
+    if not found:
+        return {}
+    best = next((m for m in found if int(m["threads"]) == threads), found[-1])
+    return {rec.name: (float(best["p50"]), str(best["source"]))}
 
 
 def load_search(storage, study_name: str):
@@ -210,6 +239,19 @@ class RecipeFailed(Exception):
     """A recipe this model cannot take: the trial fails, the search goes on."""
 
 
+def fail_stale(study, heartbeat: bool) -> None:
+    """Fail (and re-queue) the trials of dead workers: by heartbeat on a database, by the
+    worker's process on this machine for a journal file (which has no heartbeat)."""
+    import optuna
+
+    from edgeshrink.search.storage import fail_dead_local_trials
+
+    if heartbeat:
+        optuna.storages.fail_stale_trials(study)
+    else:
+        fail_dead_local_trials(study)
+
+
 def _wait_for_turn(study, trial, trials: int, heartbeat: bool) -> None:
     """Return when fewer than ``trials`` live trials rank before this one. Prune it when a
     queued trial ranks before it (this worker then runs that one), and prune it and stop
@@ -230,8 +272,7 @@ def _wait_for_turn(study, trial, trials: int, heartbeat: bool) -> None:
             return
         if any(t.state == TrialState.WAITING for t in before):  # a re-queued trial ranks
             raise optuna.TrialPruned("a re-queued trial goes first")  # first: let it run
-        if heartbeat:
-            optuna.storages.fail_stale_trials(study)
+        fail_stale(study, heartbeat)
         time.sleep(_POLL_S)
 
 
@@ -264,19 +305,26 @@ class _Worker:
         self.profile = load_profile(settings.device)
         self.task = task or load_task(settings.task)
         self.heartbeat = has_heartbeat(study._storage)
+        self.bench = attrs.get("device_bench", [])
 
     def __call__(self, trial) -> tuple[float, ...]:
         from edgeshrink.advisor import candidate_figures
+        from edgeshrink.config import config_to_dict
         from edgeshrink.search.space import recipe_of, suggest
+        from edgeshrink.search.storage import mark_worker
         from edgeshrink.study.plan import CandidateSpec
         from edgeshrink.study.runner import evaluate_candidate
 
         s = self.settings
+        mark_worker(trial)  # first: a journal search fails this trial if this process dies
         _wait_for_turn(self.study, trial, s.trials, self.heartbeat)
         key = trial_key(self.study._storage.get_trial(trial._trial_id))
-        spec = CandidateSpec(f"trial-{key:03d}", recipe_of(self.space, suggest(trial, self.space)))
-        trial.set_user_attr("recipe", spec.recipe_dicts())
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        recipe = recipe_of(self.space, suggest(trial, self.space))
+        trial.set_user_attr("recipe", [config_to_dict(c) for c in recipe])
+        if not recipe:  # a point that changes nothing (no channel removed, FP32): the
+            trial.set_user_attr("error", "this point changes nothing: it is the baseline")
+            raise RecipeFailed("the baseline")  # baseline, measured already; fails at once
+        spec = CandidateSpec(f"trial-{key:03d}", recipe)
         try:
             rec = evaluate_candidate(spec, self.task, _art_dir(s).parent, art_dir=_art_dir(s),
                                      baseline_value=self.baseline, threads=s.threads,
@@ -288,7 +336,8 @@ class _Worker:
             trial.set_user_attr("error", error)
             raise RecipeFailed(error) from None
         _relocate(rec, s)
-        figs = candidate_figures(rec, self.profile)
+        figs = candidate_figures(rec, self.profile,
+                                 device_latency(rec, self.bench, s.threads[0]))
         values = (rec.metric_drop, figs.latency_ms, float(figs.size_bytes), figs.energy_mj)
         rec.notes["search"] = {"trial": key, "study": self.study.study_name,
                                "latency_source": figs.latency_source,
@@ -308,16 +357,26 @@ def work(study, settings: SearchSettings, *, timeout: float | None = None, on_tr
     if settings.trials <= _complete(study):
         return
     objective = _Worker(study, settings, on_trial, task)
+    fail_stale(study, objective.heartbeat)  # a resumed journal search: its dead workers' trials
 
     def stop_when_done(study_, _trial) -> None:
         if _complete(study_) >= settings.trials:
             study_.stop()
+        elif _failed(study_) > max(10, 2 * settings.trials):  # the sampler insists on
+            study_.stop()  # recipes this model cannot take: stop with what completed
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed recipes: in results.json
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         study.optimize(objective, n_trials=None, timeout=timeout, callbacks=[stop_when_done],
                        catch=(RecipeFailed,), gc_after_trial=False)
+
+
+def _failed(study) -> int:
+    from optuna.trial import TrialState
+
+    return sum("error" in t.user_attrs
+               for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
 
 
 def _complete(study) -> int:

@@ -6,11 +6,14 @@ and MACs removed), each layer alone in INT8 (:func:`edgeshrink.quant.mixed.layer
 and, on devices with sparse kernels, each layer alone at each sparsity
 (:func:`edgeshrink.prune.sensitivity.scan`). Choices whose drop alone already exceeds
 ``prune_limit`` leave the space; greedy allocations over the scans (least predicted drop per
-MAC removed, Han et al. 2015's sensitivity reasoning) become the first trials.
+MAC removed, Han et al. 2015's sensitivity reasoning) become the first trials, together with
+every fixed-plan candidate the space can represent exactly (the pruning plan's Taylor-ranked,
+MAC-targeted ``channels-*mac`` with distilled fine-tuning, plain INT8), so that the search
+starts where the plans are and the sampler improves from there.
 
 Example:
     >>> space, scans = build_space(task, load_profile("rpi4"), max_drop=1.0)
-    >>> first = seeds(space, scans, max_drop=1.0)
+    >>> first = seeds(space, scans, max_drop=1.0, plans=plan_recipes(task, 3))
 """
 
 from __future__ import annotations
@@ -20,9 +23,20 @@ from typing import Any
 
 from edgeshrink.devices import Profile
 from edgeshrink.measure.model_stats import count_macs, torch_outputs
-from edgeshrink.search.space import RATIOS, SPARSITIES, SearchSpace, recipe_of
+from edgeshrink.search.space import (
+    MACS,
+    RATIOS,
+    SPARSITIES,
+    SearchSpace,
+    int4_group,
+    precision_of,
+    recipe_of,
+    walk,
+)
 
-__all__ = ["build_space", "group_scan", "seeds", "complete"]
+__all__ = ["build_space", "group_scan", "seeds", "complete", "params_of", "plan_recipes"]
+
+SEED_PLANS = ("pruning", "default")  # fixed plans whose representable candidates seed a search
 
 _SCAN_SAMPLES = 500
 
@@ -47,20 +61,39 @@ def group_scan(task, groups: list[str], ratios=RATIOS) -> dict[str, Any]:
     return {"ratios": list(ratios), "drop": drop, "macs_removed": macs}
 
 
+def _most_macs_removed(task) -> float:
+    """The fraction of MACs uniform channel pruning at its largest ratio removes: a MAC
+    target above it is refused by ``structured`` (the trial would fail)."""
+    from edgeshrink.prune.structured import StructuredConfig, prune_structured
+
+    example = task.example_inputs()
+    base = count_macs(task.model, example)[0]
+    try:
+        m = prune_structured(copy.deepcopy(task.model), StructuredConfig(ratio=0.9), example)
+    except Exception:  # noqa: BLE001 - a model structured pruning refuses: no MAC targets
+        return 0.0
+    return round(1.0 - count_macs(m, example)[0] / base, 4)
+
+
 def _labelled(task) -> bool:
     train = getattr(task, "train", None)
     return train is not None and len(train) > 0 and train.targets.ndim == 1
 
 
-def _precisions(task, profile: Profile) -> list[str]:
+def _precisions(task, profile: Profile, space: SearchSpace) -> list[str]:
     from torch import nn
 
-    linear = any(isinstance(m, nn.Linear) for m in task.model.modules())
     out = ["fp32", "int8"]
     if profile.supports("fp16"):
         out.append("fp16")
-    if profile.supports("int4") and linear:
-        out.append("int4")
+    if profile.supports("int4"):
+        widths = [m.in_features for m in task.model.modules() if isinstance(m, nn.Linear)]
+        space.int4_group = int4_group(widths)
+        if space.int4_group is not None:
+            out.append("int4")
+        else:
+            space.notes.append("no INT4: no INT4 group size (16-256) divides the input size "
+                               f"of a Linear layer ({widths})")
     return out
 
 
@@ -74,9 +107,12 @@ def build_space(task, profile: Profile, *, max_drop: float = 1.0,
 
     base = task.metric(torch_outputs(task.model, task.calibration), task.calibration.targets)
     limit = max(10.0 * max_drop, 0.3 * abs(base))  # fine-tuning recovers much; not a wreck
-    space = SearchSpace(precisions=_precisions(task, profile), calibrators=list(CALIBRATORS),
-                        bias_correction=[False, True],
-                        epochs=list(range(max_epochs + 1)) if _labelled(task) else [0])
+    labelled = _labelled(task)
+    space = SearchSpace(calibrators=list(CALIBRATORS), bias_correction=[False, True],
+                        epochs=list(range(max_epochs + 1)) if labelled else [0],
+                        distill=[0.0, 0.5] if labelled else [0.0],
+                        importance=["l1", "taylor"])
+    space.precisions = _precisions(task, profile, space)
     scans: dict[str, Any] = {"prune_limit": limit}
     try:
         groups = prunable_groups(copy.deepcopy(task.model), task.example_inputs())
@@ -87,6 +123,12 @@ def build_space(task, profile: Profile, *, max_drop: float = 1.0,
     for g in groups:
         row = scans["groups"]["drop"][g]
         space.groups[g] = [r for r, d in zip(RATIOS, row, strict=True) if r == 0 or d <= limit]
+    if groups:
+        scans["max_macs_removed"] = most = _most_macs_removed(task)
+        space.macs = [m for m in MACS if m <= most]
+        if len(space.macs) < len(MACS):
+            space.notes.append(f"MAC targets up to {most:.1%}: the most uniform channel "
+                               "pruning removes from this model (ratio 0.9, widths rounded)")
     bits = layer_sensitivity(task.model, task.calibration, task.metric, levels=(8,))
     scans["int8"] = {n: task.metric.drop(bits["reference"], v[0])
                      for n, v in bits["layers"].items()}
@@ -146,29 +188,91 @@ def _int8(space: SearchSpace, scans: dict, max_drop: float, *, careful: bool,
     return params
 
 
-def seeds(space: SearchSpace, scans: dict, *, max_drop: float = 1.0) -> list[dict[str, Any]]:
-    """The first trials (Optuna ``enqueue_trial``): plain INT8, per-tensor INT8 sparing the
-    sensitive layers, and sensitivity-allocated channel pruning at 30/50/15 % of the MACs
-    with fine-tuning, in INT8 and FP32; distinct recipes only."""
-    out: list[dict[str, Any]] = []
+def seeds(space: SearchSpace, scans: dict, *, max_drop: float = 1.0,
+          plans: list[tuple] | tuple = ()) -> list[dict[str, Any]]:
+    """The first trials (Optuna ``enqueue_trial``): plain INT8; each fixed-plan recipe the
+    space represents exactly (``plans``), an FP32 MAC-targeted one also in INT8 and an INT8
+    one also one MAC step further; per-tensor INT8 sparing the sensitive layers; the light
+    end (the smallest MAC target by Taylor ranking, with and without distilled fine-tuning,
+    and a quarter of every group's channels, each in that careful INT8); the sensitivity
+    allocation of 30 % of the MACs over the groups, fine-tuned, in INT8. Distinct recipes."""
     int8 = "int8" in space.precisions
+    careful = _int8(space, scans, max_drop, careful=True, per_channel=False) if int8 \
+        else {"precision": "fp32"}
+    out: list[dict[str, Any]] = [_int8(space, scans, max_drop, careful=False)] if int8 else []
+    from_plans = [p for p in (params_of(space, r) for r in plans) if p is not None]
+    out += from_plans + [n for p in from_plans for n in _neighbours(space, p)]
     if int8:
-        out += [_int8(space, scans, max_drop, careful=False),
-                _int8(space, scans, max_drop, careful=True, per_channel=False)]
-    epochs = {"epochs": max(space.epochs)}
-    for target, precision in ((0.3, "int8"), (0.5, "int8"), (0.15, "int8"), (0.5, "fp32")):
-        if not space.groups:
-            break
-        widths = {f"w:{g}": r for g, r in _allocate_groups(space, scans["groups"],
-                                                           target).items()}
-        tail = _int8(space, scans, max_drop, careful=True) if precision == "int8" and int8 \
-            else {"precision": "fp32"}
-        out.append({**widths, **epochs, **tail})
+        out.append(careful)
+    ft = {"epochs": max(space.epochs), "distill": max(space.distill)}
+    if space.macs:
+        light = {"prune": "macs", "macs": space.macs[0], "importance": space.importance[-1]}
+        out += [{**light, **ft, **careful}, {**light, **careful}]
+    if space.groups:
+        quarter = {f"w:{g}": 0.25 if 0.25 in c else 0.0 for g, c in space.groups.items()}
+        out.append({"prune": "groups", **quarter, "importance": space.importance[-1], **ft,
+                    **careful})
+        widths = {f"w:{g}": r for g, r in _allocate_groups(space, scans["groups"], 0.3).items()}
+        tail = _int8(space, scans, max_drop, careful=True) if int8 else {"precision": "fp32"}
+        out.append({"prune": "groups", **widths, **ft, **tail})
     if space.layers and "sparsity" in scans:
-        out.append({**_sparsity_seed(space, scans), **epochs,
+        out.append({**_sparsity_seed(space, scans), **ft,
                     **(_int8(space, scans, max_drop, careful=True) if int8 else {})})
     out += [{"precision": p} for p in ("fp16", "int4") if p in space.precisions]
     return _distinct(space, out)
+
+
+def _neighbours(space: SearchSpace, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """An FP32 MAC-targeted point in INT8; an INT8 one a MAC step further."""
+    if params.get("prune") != "macs":
+        return []
+    if precision_of(params) == "fp32":
+        return [{**params, "precision:pruned": "int8"}] if "int8" in space.precisions else []
+    further = [m for m in space.macs if m > params["macs"]]
+    return [{**params, "macs": further[0]}] if further else []
+
+
+def plan_recipes(task, finetune_epochs: int) -> list[tuple]:
+    """The recipes of the fixed plans :data:`SEED_PLANS` for ``task`` (a plan that cannot
+    be built for this task contributes nothing)."""
+    from edgeshrink.study.plan import named_plan
+
+    out = []
+    for name in SEED_PLANS:
+        try:
+            out += [spec.recipe for spec in named_plan(name, task,
+                                                       finetune_epochs=finetune_epochs)]
+        except Exception:  # noqa: BLE001 - a plan this task cannot take seeds nothing
+            continue
+    return out
+
+
+def params_of(space: SearchSpace, recipe: tuple) -> dict[str, Any] | None:
+    """The point of ``space`` whose recipe is exactly ``recipe``, or None when the space
+    cannot represent it (another config kind, a field value the space does not offer)."""
+    kinds = [c.kind for c in recipe]
+    params: dict[str, Any] = {}
+    rest = list(recipe)
+    if kinds[:1] == ["structured"]:
+        cfg = rest.pop(0)
+        params.update(prune="macs", macs=cfg.macs_reduction, importance=cfg.importance)
+    if rest and rest[0].kind == "finetune":
+        params.update(epochs=rest[0].epochs, distill=rest[0].distill)
+        rest.pop(0)
+    if len(rest) > 1:
+        return None
+    if rest:
+        cfg = rest[0]
+        params["precision"] = {"int8_static": "int8", "fp16": "fp16",
+                               "int4_weight_only": "int4"}.get(cfg.kind, "?")
+        if cfg.kind == "int8_static":
+            params.update(calibrator=cfg.calibrator, per_channel=cfg.per_channel,
+                          bias_correction=cfg.bias_correction)
+    try:
+        point = complete(space, params)
+    except ValueError:
+        return None
+    return point if recipe_of(space, point) == tuple(recipe) else None
 
 
 def _sparsity_seed(space: SearchSpace, scans: dict) -> dict[str, Any]:
@@ -181,24 +285,36 @@ def _sparsity_seed(space: SearchSpace, scans: dict) -> dict[str, Any]:
 
 
 def complete(space: SearchSpace, params: dict[str, Any]) -> dict[str, Any]:
-    """``params`` with every dimension it leaves out at its no-change value: an enqueued
-    trial fixes only the parameters it names (the sampler would draw the others)."""
-    full = {f"w:{g}": 0.0 for g in space.groups}
-    full.update({f"s:{n}": 0.0 for n in space.layers})
-    full["precision"] = "fp32"
-    full.update(params)
-    if full["precision"] == "int8":
-        full = {f"q:{n}": True for n in space.quant_layers} | {
-            "calibrator": space.calibrators[0], "bias_correction": False,
-            "per_channel": True} | full
-    if any(v > 0 for k, v in full.items() if k[:2] in ("w:", "s:")):
-        full.setdefault("epochs", 0)
-    return full
+    """The point ``params`` names, every dimension it leaves out at its no-change value and
+    under the names :func:`~edgeshrink.search.space.suggest` asks (an enqueued trial fixes
+    only the parameters it names; the sampler would draw the others). Raises ValueError
+    for a value the space does not offer."""
+    defaults = {"prune": "groups", "importance": "l1", "precision": "fp32",
+                "calibrator": "minmax", "per_channel": True, "bias_correction": False,
+                "epochs": 0, "distill": 0.0}
+
+    def pick(name: str, choices: list) -> Any:
+        name_in = "precision" if name == "precision:pruned" and name not in params else name
+        if name_in not in params:
+            default = 0.0 if name[:2] in ("w:", "s:") else True if name[:2] == "q:" \
+                else defaults.get(name_in)
+            return default if default in choices else choices[0]
+        value = params[name_in]
+        if value not in choices:
+            raise ValueError(f"{name}={value!r} is not one of {choices}")
+        return value
+
+    return walk(space, pick)
 
 
 def _distinct(space: SearchSpace, points: list[dict]) -> list[dict]:
+    """Each recipe once, as complete points; a point the space cannot take is left out."""
     seen, out = set(), []
-    for p in map(lambda q: complete(space, q), points):
+    for q in points:
+        try:
+            p = complete(space, q)
+        except ValueError:
+            continue
         key = recipe_of(space, p)
         if key not in seen:
             seen.add(key)

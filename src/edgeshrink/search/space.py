@@ -1,16 +1,18 @@
 """The search space of one model on one device, as plain data, and recipes from its points.
 
-A point chooses, per dependency group, the fraction of channels removed (Torch-Pruning
-groups, :mod:`edgeshrink.prune.layerwise`); per layer, the fraction of zero weights (only
-on devices with sparse kernels: elsewhere zeros buy neither speed nor stored bytes); the
-precision that ships (FP32 always, INT8, and FP16 / INT4 where the device accelerates
-them); for INT8, which layers stay FP32, the calibrator and bias correction; and the
-fine-tuning epochs after pruning. Each point is a recipe of ordinary configs, built and
-measured exactly as a study candidate.
+A point chooses how channels go: per dependency group, the fraction removed (Torch-Pruning
+groups, :mod:`edgeshrink.prune.layerwise`), or a fraction of the MACs removed by one uniform
+ratio (the fixed plans' ``channels-*mac``), with the channel ranking (L1 or Taylor); per
+layer, the fraction of zero weights (only on devices with sparse kernels: elsewhere zeros
+buy neither speed nor stored bytes); the precision that ships (FP32 always, INT8, and FP16 /
+INT4 where the device accelerates them); for INT8, which layers stay FP32, the calibrator
+and bias correction; the fine-tuning epochs after pruning and the weight of distillation
+from the unpruned model. Each point is a recipe of ordinary configs, built and measured
+exactly as a study candidate.
 
 Example:
-    >>> space = build_space(task, load_profile("cortex-m7"))
-    >>> recipe = recipe_of(space, seeds(space)[0])
+    >>> space, scans = build_space(task, load_profile("cortex-m7"))
+    >>> recipe = recipe_of(space, seeds(space, scans)[0])
 """
 
 from __future__ import annotations
@@ -24,10 +26,13 @@ import numpy as np
 
 from edgeshrink.config import Config
 
-__all__ = ["SearchSpace", "recipe_of", "suggest", "random_params", "RATIOS", "SPARSITIES"]
+__all__ = ["SearchSpace", "recipe_of", "suggest", "random_params", "walk", "precision_of",
+           "int4_group", "RATIOS", "SPARSITIES", "MACS"]
 
 RATIOS = (0.0, 0.25, 0.5, 0.75)  # channels removed per group
 SPARSITIES = (0.0, 0.5, 0.7, 0.8, 0.9)  # zero weights per layer
+MACS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)  # MACs removed by one ranking over the groups
+INT4_GROUPS = (32, 16, 64, 128, 256)  # preferred first: ONNX Runtime's default block is 32
 
 
 @dataclass
@@ -36,23 +41,35 @@ class SearchSpace:
 
     Attributes:
         groups: dependency-group root layer -> channel ratios removed.
+        macs: fractions of the MACs removed by MAC-targeted structured pruning (the plans'
+            ``channels-*mac``: :class:`~edgeshrink.prune.StructuredConfig` bisects one
+            uniform ratio to the target); empty: per-group widths only.
+        importance: channel rankings for either kind of structured pruning.
         layers: weight name -> sparsities (empty where the device has no sparse kernels).
         quant_layers: module names that may each stay FP32 inside an INT8 model.
-        precisions: ``fp32``, ``int8``, ``fp16``, ``int4``: what ships.
+        precisions: ``fp32``, ``int8``, ``fp16``, ``int4``: what ships (INT4 only for a
+            model whose widths stay, see ``int4_group``).
+        int4_group: the INT4 group size, one that divides the input size of every
+            Linear layer it can (None: INT4 not offered).
         calibrators, per_channel, bias_correction: INT8 choices (per-tensor weight scales
             make a smaller file; per-channel ones keep more accuracy).
         epochs: fine-tuning epochs after pruning (``[0]`` without labelled training data).
+        distill: weight of distillation from the unpruned model while fine-tuning.
         notes: why a dimension was left out or narrowed (device, sensitivity scan).
     """
 
     groups: dict[str, list[float]] = field(default_factory=dict)
+    macs: list[float] = field(default_factory=list)
+    importance: list[str] = field(default_factory=lambda: ["l1"])
     layers: dict[str, list[float]] = field(default_factory=dict)
     quant_layers: list[str] = field(default_factory=list)
     precisions: list[str] = field(default_factory=lambda: ["fp32"])
+    int4_group: int | None = None
     calibrators: list[str] = field(default_factory=lambda: ["minmax"])
     per_channel: list[bool] = field(default_factory=lambda: [True, False])
     bias_correction: list[bool] = field(default_factory=lambda: [False])
     epochs: list[int] = field(default_factory=lambda: [0])
+    distill: list[float] = field(default_factory=lambda: [0.0])
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -65,71 +82,95 @@ class SearchSpace:
 
     def size(self) -> float:
         """Number of distinct points (an upper bound: conditional dimensions counted once)."""
-        dims = [*self.groups.values(), *self.layers.values(), self.precisions,
-                self.calibrators, self.per_channel, self.bias_correction, self.epochs]
-        n = float(np.prod([len(d) for d in dims]))
+        widths = float(np.prod([len(d) for d in self.groups.values()])) + len(self.macs)
+        dims = [*self.layers.values(), self.precisions, self.calibrators, self.per_channel,
+                self.bias_correction, self.epochs, self.distill]
+        if self.groups or self.macs:
+            dims.append(self.importance)
+        n = widths * float(np.prod([len(d) for d in dims]))
         return n * 2.0 ** len(self.quant_layers) if "int8" in self.precisions else n
+
+    def pruned_precisions(self) -> list[str]:
+        """What may ship once widths changed: INT4's group size was chosen for the
+        unpruned widths, which pruning changes (a MatMulNBits group must divide them)."""
+        return [p for p in self.precisions if p != "int4"]
 
 
 # ----------------------------------------------------------------- points and recipes
 
 
-def suggest(trial, space: SearchSpace) -> dict[str, Any]:
-    """Ask an Optuna trial for one point of ``space`` (define-by-run: INT8 choices only
-    when INT8 ships, epochs only when something was pruned)."""
+def walk(space: SearchSpace, pick) -> dict[str, Any]:
+    """One point, asking ``pick(name, choices)`` for each dimension in order
+    (define-by-run: a dimension is asked only when the earlier answers make it matter).
+
+    The precision is named ``precision`` for a model whose widths stay and
+    ``precision:pruned`` (no INT4) once widths changed, so that each name keeps one set of
+    choices (Optuna's categorical distributions are fixed per name)."""
     params: dict[str, Any] = {}
-    for g, choices in space.groups.items():
-        params[f"w:{g}"] = trial.suggest_categorical(f"w:{g}", choices)
+
+    def ask(name: str, choices: list) -> Any:
+        params[name] = pick(name, list(choices))
+        return params[name]
+
+    if space.macs and space.groups:
+        ask("prune", ["groups", "macs"])
+    if params.get("prune") == "macs":
+        ask("macs", space.macs)
+    else:
+        for g, choices in space.groups.items():
+            ask(f"w:{g}", choices)
+    widths = params.get("prune") == "macs" or any(
+        v > 0 for k, v in params.items() if k.startswith("w:"))
+    if widths:
+        ask("importance", space.importance)
     for n, choices in space.layers.items():
-        params[f"s:{n}"] = trial.suggest_categorical(f"s:{n}", choices)
-    params["precision"] = trial.suggest_categorical("precision", space.precisions)
-    if params["precision"] == "int8":
+        ask(f"s:{n}", choices)
+    precision = ask("precision:pruned", space.pruned_precisions()) if widths else \
+        ask("precision", space.precisions)
+    if precision == "int8":
         for n in space.quant_layers:
-            params[f"q:{n}"] = trial.suggest_categorical(f"q:{n}", [True, False])
-        params["calibrator"] = trial.suggest_categorical("calibrator", space.calibrators)
-        params["per_channel"] = trial.suggest_categorical("per_channel", space.per_channel)
-        params["bias_correction"] = trial.suggest_categorical("bias_correction",
-                                                              space.bias_correction)
-    if _pruned(params):
-        params["epochs"] = trial.suggest_categorical("epochs", space.epochs)
+            ask(f"q:{n}", [True, False])
+        ask("calibrator", space.calibrators)
+        ask("per_channel", space.per_channel)
+        ask("bias_correction", space.bias_correction)
+    pruned = widths or any(v > 0 for k, v in params.items() if k.startswith("s:"))
+    if pruned and ask("epochs", space.epochs) > 0:
+        ask("distill", space.distill)
     return params
 
 
-def _pruned(params: dict[str, Any]) -> bool:
-    return any(v > 0 for k, v in params.items() if k[:2] in ("w:", "s:"))
+def suggest(trial, space: SearchSpace) -> dict[str, Any]:
+    """Ask an Optuna trial for one point of ``space`` (see :func:`walk`)."""
+    return walk(space, trial.suggest_categorical)
 
 
 def random_params(space: SearchSpace, rng: np.random.Generator) -> dict[str, Any]:
     """A uniformly random point (the same conditional structure as :func:`suggest`)."""
+    return walk(space, lambda _name, choices: choices[int(rng.integers(len(choices)))])
 
-    def pick(choices):
-        return choices[int(rng.integers(len(choices)))]
 
-    params: dict[str, Any] = {f"w:{g}": pick(c) for g, c in space.groups.items()}
-    params.update({f"s:{n}": pick(c) for n, c in space.layers.items()})
-    params["precision"] = pick(space.precisions)
-    if params["precision"] == "int8":
-        params.update({f"q:{n}": bool(rng.integers(2)) for n in space.quant_layers})
-        params["calibrator"] = pick(space.calibrators)
-        params["per_channel"] = pick(space.per_channel)
-        params["bias_correction"] = pick(space.bias_correction)
-    if _pruned(params):
-        params["epochs"] = pick(space.epochs)
-    return params
+def precision_of(params: dict[str, Any]) -> str:
+    return params.get("precision:pruned", params.get("precision", "fp32"))
 
 
 def recipe_of(space: SearchSpace, params: dict[str, Any]) -> tuple[Config, ...]:
-    """The recipe a point stands for: groups, layer sparsity, fine-tune, then the precision."""
-    from edgeshrink.prune import GroupStructuredConfig, LayerSparsityConfig
+    """The recipe a point stands for: widths, layer sparsity, fine-tune, then the precision."""
+    from edgeshrink.prune import GroupStructuredConfig, LayerSparsityConfig, StructuredConfig
     from edgeshrink.quant import Fp16Config, Int4WeightOnlyConfig, StaticInt8Config
     from edgeshrink.train import FinetuneConfig
 
     recipe: list[Config] = []
-    groups = [(g, params.get(f"w:{g}", 0.0)) for g in space.groups]
-    groups = [(g, float(r)) for g, r in groups if r > 0]
-    if groups:
-        recipe.append(GroupStructuredConfig(layers=tuple(g for g, _ in groups),
-                                            ratios=tuple(r for _, r in groups)))
+    importance = params.get("importance", "l1")
+    if params.get("prune") == "macs":
+        recipe.append(StructuredConfig(macs_reduction=float(params["macs"]),
+                                       importance=importance))
+    else:
+        groups = [(g, float(params.get(f"w:{g}", 0.0))) for g in space.groups]
+        groups = [(g, r) for g, r in groups if r > 0]
+        if groups:
+            recipe.append(GroupStructuredConfig(layers=tuple(g for g, _ in groups),
+                                                ratios=tuple(r for _, r in groups),
+                                                importance=importance))
     layers = [(n, float(params.get(f"s:{n}", 0.0))) for n in space.layers]
     layers = [(n, s) for n, s in layers if s > 0]
     if layers:
@@ -137,8 +178,8 @@ def recipe_of(space: SearchSpace, params: dict[str, Any]) -> tuple[Config, ...]:
                                           sparsities=tuple(s for _, s in layers)))
     epochs = int(params.get("epochs", 0)) if recipe else 0
     if epochs:
-        recipe.append(FinetuneConfig(epochs=epochs))
-    precision = params.get("precision", "fp32")
+        recipe.append(FinetuneConfig(epochs=epochs, distill=float(params.get("distill", 0.0))))
+    precision = precision_of(params)
     if precision == "int8":
         keep = [n for n in space.quant_layers if params.get(f"q:{n}", True) is False]
         recipe.append(StaticInt8Config(
@@ -149,5 +190,12 @@ def recipe_of(space: SearchSpace, params: dict[str, Any]) -> tuple[Config, ...]:
     elif precision == "fp16":
         recipe.append(Fp16Config())
     elif precision == "int4":
-        recipe.append(Int4WeightOnlyConfig())
+        recipe.append(Int4WeightOnlyConfig(group_size=space.int4_group or 32))
     return tuple(recipe)
+
+
+def int4_group(in_features: list[int]) -> int | None:
+    """The INT4 group size that divides the most Linear input sizes (ties: the order of
+    :data:`INT4_GROUPS`), or None when none divides any."""
+    best = max(INT4_GROUPS, key=lambda g: sum(k % g == 0 for k in in_features))
+    return best if any(k % best == 0 for k in in_features) else None

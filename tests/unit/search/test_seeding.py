@@ -1,0 +1,127 @@
+"""Seeds from the fixed plans: the space represents their MAC-targeted structured recipes
+exactly (criterion, MAC target, distilled fine-tuning, INT8), and INT4 is offered only where
+its group size divides the widths."""
+
+import numpy as np
+
+from edgeshrink.prune import StructuredConfig, UnstructuredConfig
+from edgeshrink.quant import Int4WeightOnlyConfig, StaticInt8Config
+from edgeshrink.search.seeding import complete, params_of, seeds
+from edgeshrink.search.space import MACS, SearchSpace, int4_group, random_params, recipe_of
+from edgeshrink.study.plan import named_plan
+from edgeshrink.train import FinetuneConfig
+
+
+class _Train:
+    targets = np.zeros(8, dtype=np.int64)
+
+    def __len__(self):
+        return 8
+
+
+class _Task:  # what the plans look at: labelled training data
+    train = _Train()
+
+
+def space():
+    return SearchSpace(groups={"0": [0.0, 0.5], "5": [0.0, 0.25]}, macs=list(MACS),
+                       importance=["l1", "taylor"], quant_layers=["0", "5", "7"],
+                       precisions=["fp32", "int8", "int4"], int4_group=16,
+                       calibrators=["minmax", "mse"], bias_correction=[False, True],
+                       epochs=[0, 1, 2], distill=[0.0, 0.5])
+
+
+def scans():
+    drop = {"0": [0.0, 0.1, 0.4], "5": [0.0, 0.1, 0.2]}
+    macs = {"0": [0.0, 0.1, 0.3], "5": [0.0, 0.1, 0.2]}
+    return {"groups": {"ratios": [0.0, 0.25, 0.5], "drop": drop, "macs_removed": macs},
+            "int8": {"0": 0.0, "5": 0.0, "7": 0.0}}
+
+
+def test_the_pruning_plans_channel_candidates_are_points_of_the_space():
+    plan = {s.name: s.recipe for s in named_plan("pruning", _Task(), finetune_epochs=2)}
+    for name in ("channels-30mac", "channels-50mac", "channels-50mac+int8-static"):
+        params = params_of(space(), plan[name])
+        assert params is not None, name
+        assert recipe_of(space(), params) == plan[name]  # the very configs, every field
+        assert params["importance"] == "taylor" and params["distill"] == 0.5
+    assert params_of(space(), plan["magnitude-90+ft+distill"]) is None  # not in this space
+
+
+def test_params_of_refuses_what_the_space_does_not_offer():
+    s = space()
+    ft = FinetuneConfig(epochs=2, distill=0.5)
+    assert params_of(s, (StructuredConfig(macs_reduction=0.35, importance="taylor"), ft)) is None
+    assert params_of(s, (StructuredConfig(macs_reduction=0.3, scope="global"), ft)) is None
+    assert params_of(s, (StructuredConfig(macs_reduction=0.3), FinetuneConfig(epochs=3))) is None
+    assert params_of(s, (UnstructuredConfig(0.5),)) is None
+    got = params_of(s, (StructuredConfig(macs_reduction=0.3), ft, StaticInt8Config()))
+    assert got["precision:pruned"] == "int8" and got["macs"] == 0.3
+
+
+def test_plan_seeds_come_right_after_plain_int8_then_their_neighbours_and_the_light_end():
+    plan = [s.recipe for s in named_plan("pruning", _Task(), finetune_epochs=2)]
+    got = [recipe_of(space(), p) for p in seeds(space(), scans(), plans=plan)]
+    assert got[0] == (StaticInt8Config(),)
+    ft = FinetuneConfig(epochs=2, distill=0.5)
+    s30, s50 = (StructuredConfig(macs_reduction=m, importance="taylor") for m in (0.3, 0.5))
+    assert got[1:4] == [(s30, ft), (s50, ft), (s50, ft, StaticInt8Config())]
+    s40, s60 = (StructuredConfig(macs_reduction=m, importance="taylor") for m in (0.4, 0.6))
+    assert got[4:6] == [(s30, ft, StaticInt8Config()), (s60, ft, StaticInt8Config())]
+    assert (s40, ft) not in got and (s60, ft) not in got  # FP32 ones: only in INT8
+    s20 = StructuredConfig(macs_reduction=0.2, importance="taylor")  # the light end
+    light = [r for r in got if r[0] == s20]
+    assert [[c.kind for c in r] for r in light] == [["structured", "finetune", "int8_static"],
+                                                    ["structured", "int8_static"]]
+    assert light[0][-1].per_channel is False and light[0][-1].bias_correction is True
+    assert len(set(got)) == len(got)
+
+
+def test_int4_group_divides_the_most_linear_inputs():
+    assert int4_group([400, 120, 84]) == 16  # LeNet-5: 32 divides none of them
+    assert int4_group([256, 128, 96]) == 32
+    assert int4_group([84, 120]) is None
+
+
+def test_int4_only_where_widths_stay_and_with_the_chosen_group():
+    s, rng = space(), np.random.default_rng(1)
+    int4 = 0
+    for _ in range(400):
+        recipe = recipe_of(s, random_params(s, rng))
+        if recipe and isinstance(recipe[-1], Int4WeightOnlyConfig):
+            int4 += 1
+            assert recipe == (Int4WeightOnlyConfig(group_size=16),)  # nothing pruned before
+    assert int4 >= 5  # about 1 in 24 points: unpruned (1 in 8), then INT4 (1 in 3)
+    assert complete(s, {"precision": "int4"})["precision"] == "int4"
+    pruned_int4 = (StructuredConfig(macs_reduction=0.3), Int4WeightOnlyConfig(group_size=16))
+    assert params_of(s, pruned_int4) is None  # widths changed: INT4 is not offered
+    got = [recipe_of(s, p) for p in seeds(s, scans(), plans=[pruned_int4])]
+    assert pruned_int4 not in got and (Int4WeightOnlyConfig(group_size=16),) in got
+
+
+def test_mac_targets_stop_at_what_uniform_pruning_reaches():
+    import copy
+    import warnings
+    from types import SimpleNamespace
+
+    import pytest
+    import torch
+    from torch import nn
+
+    from edgeshrink.errors import UserError
+    from edgeshrink.prune.structured import prune_structured
+    from edgeshrink.search.seeding import _most_macs_removed
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3),
+                          nn.ReLU(), nn.Flatten(), nn.Linear(16 * 6 * 6, 10)).eval()
+    example = (torch.randn(1, 1, 8, 8),)
+    most = _most_macs_removed(SimpleNamespace(model=model, example_inputs=lambda: example))
+    assert 0.3 < most < 0.95
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "the closest reduction round_to=8 allows is ..."
+        prune_structured(copy.deepcopy(model), StructuredConfig(
+            macs_reduction=round(most - 0.05, 2)), example)  # within reach: builds
+    with pytest.raises(UserError, match="out of reach"):
+        prune_structured(copy.deepcopy(model), StructuredConfig(
+            macs_reduction=min(round(most + 0.06, 2), 0.89)), example)
