@@ -232,6 +232,9 @@ def test_every_module_in_the_pyz_imports_only_what_a_device_has(tmp_path):
         sources = {n: zf.read(n).decode() for n in zf.namelist() if n.endswith(".py")}
     ours = {n.removesuffix(".py").removesuffix("/__init__").replace("/", ".") for n in sources}
     assert {"edgeshrink.bench.session", "edgeshrink.bench.runner"} <= ours
+    # the LiteRT / ExecuTorch sessions travel with it once they exist
+    assert {f"edgeshrink.bench.{p.stem}" for p in (SRC / "edgeshrink/bench").glob("rt_*.py")} \
+        <= ours
     for name, text in sources.items():
         for mod, top_level in _imports(ast.parse(text)):
             root = mod.split(".")[0]
