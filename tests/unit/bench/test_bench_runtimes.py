@@ -241,3 +241,28 @@ def test_every_module_in_the_pyz_imports_only_what_a_device_has(tmp_path):
             ok = (root in sys.stdlib_module_names or root == "numpy" or mod in ours
                   or (not top_level and root in _RUNTIMES))
             assert ok, f"{name} imports {mod} ({'module level' if top_level else 'function'})"
+
+
+@pytest.mark.slow
+def test_real_venv_with_only_numpy_and_ai_edge_litert(tmp_path, request):
+    """A real bare environment (pip from the registry): numpy and ai-edge-litert only."""
+    if not (SRC / "edgeshrink/bench/rt_litert.py").is_file():
+        pytest.skip("edgeshrink.bench.rt_litert is not in this checkout yet")
+    tflite_path = request.getfixturevalue("tflite_path")
+    venv = tmp_path / "device-venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    py = venv / "bin" / "python"
+    pip = subprocess.run([str(py), "-m", "pip", "install", "-q", "numpy", "ai-edge-litert"],
+                         capture_output=True, text=True, timeout=900)
+    if pip.returncode:
+        pytest.skip(f"no package registry: {pip.stderr.strip()[-200:]}")
+    pyz = write_pyz(tmp_path / "edgeshrink-bench.pyz")
+    proc = subprocess.run([str(py), str(pyz), str(tflite_path), "--runs", "3", "--json"],
+                          capture_output=True, text=True, timeout=120,
+                          env={"PATH": os.environ["PATH"]})
+    assert proc.returncode == 0, proc.stderr
+    rep = json.loads(proc.stdout)
+    assert rep["runtime"]["name"] == "litert" and rep["latency_ms"]["count"] == 3
+    for absent in ("onnxruntime", "torch"):
+        assert subprocess.run([str(py), "-c", f"import {absent}"],
+                              capture_output=True).returncode == 1
