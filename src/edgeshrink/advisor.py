@@ -49,6 +49,7 @@ from edgeshrink.config import check_choice
 from edgeshrink.devices import PRIORITIES, Profile, load_profile
 from edgeshrink.devices.estimate import estimate, workload_from_candidate
 from edgeshrink.errors import NoCandidateError, UserError
+from edgeshrink.recommended import clear_recommended, copy_recommended
 from edgeshrink.results import CandidateRecord, RunRecord
 from edgeshrink.ties import Tie, accuracy_tie, drop_ci, load_samples
 
@@ -385,95 +386,7 @@ class NoFit(NoCandidateError):
 
 
 # ---------------------------------------------------------------- hand-over
-
-
-_README = """# {candidate} for {device}
-
-Recommended by edgeshrink for **{description}** (priority: {priority}).
-
-{reasons}
-
-## Run it with ONNX Runtime
-
-```python
-import numpy as np, onnxruntime as ort
-opts = ort.SessionOptions(); opts.intra_op_num_threads = {threads}
-sess = ort.InferenceSession("{artifact}", opts, providers=["CPUExecutionProvider"])
-x = np.zeros([d if isinstance(d, int) else 1 for d in sess.get_inputs()[0].shape], np.float32)
-print(sess.run(None, {{sess.get_inputs()[0].name: x}})[0].shape)
-```
-
-On the device the runtime is: {runtime}.
-
-## Measure it on the device
-
-```
-edgeshrink bench {artifact} --threads {threads} --json > bench-{device}.json
-```
-
-Figures above marked "estimate" are roofline estimates from the device profile; a bench
-JSON measured on the device replaces them (`edgeshrink recommend RUN --device {device}
---bench-json bench-{device}.json`).
-"""
-
-
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#~])")
-
-
-def _md(text: str) -> str:
-    """``text`` as literal Markdown: names from models and plans may hold ``*``, ``<``, ..."""
-    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
-
-
-def copy_recommended(run_dir: Path | str, run: RunRecord, rec: dict[str, Any]) -> Path:
-    """Copy the recommended artifact to ``RUN/recommended/`` with a README for the device.
-
-    The folder is built under a temporary name and renamed, so it is never half-written.
-    """
-    import os
-    import shutil
-    import tempfile
-
-    from edgeshrink.results import atomic_write_text
-
-    run_dir = Path(run_dir)
-    cand = run.get(rec["candidate"])
-    src = run_dir / cand.artifact
-    if not src.is_file():
-        raise UserError(f"artifact {src} of {cand.name} is missing; re-run the study.")
-    profile = load_profile(rec["device"])
-    tmp = Path(tempfile.mkdtemp(prefix=".recommended.", dir=run_dir))
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)  # mkdtemp's 0700 ignores the user's umask
-        shutil.copy2(src, tmp / src.name)
-        if rec.get("estimates", {}).get(cand.name, {}).get("size_form") == "packed file":
-            # what ships, and the decoder that expands it at load
-            from edgeshrink.packed import write_decoder
-
-            shutil.copy2(run_dir / cand.notes["packed_artifact"], tmp)
-            write_decoder(tmp / "unpack_eskp.py")
-        atomic_write_text(tmp / "README.md", _README.format(
-            candidate=_md(cand.name), device=_md(profile.name),
-            description=_md(profile.description), priority=rec["priority"],
-            reasons="\n".join(f"- {_md(r)}" for r in rec["reasons"]),
-            threads=profile.threads, artifact=src.name, runtime=profile.runtime or "ONNX Runtime"))
-        from edgeshrink.monitor.handover import write_monitor_files  # monitor-profile.json
-
-        base = run.baseline
-        write_monitor_files(run_dir, cand.name, cand.artifact, base and base.name,
-                            base and base.artifact, tmp)
-        dest, old = run_dir / "recommended", run_dir / ".recommended.old"
-        shutil.rmtree(old, ignore_errors=True)
-        if dest.exists():
-            os.replace(dest, old)
-        os.replace(tmp, dest)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return dest
+# RUN/recommended/ (the runtime's own files and loading code): edgeshrink.recommended
 
 
 def advise_run(run_dir: Path | str, device: str | Profile, constraints: Constraints | None = None,
@@ -506,23 +419,17 @@ def advise_run(run_dir: Path | str, device: str | Profile, constraints: Constrai
     return rec
 
 
-def clear_recommended(run_dir: Path | str) -> None:
-    """Remove ``RUN/recommended/``: a failed recommendation leaves no stale pick behind."""
-    import os
-    import shutil
-    import tempfile
-
-    dest = Path(run_dir) / "recommended"
-    if dest.exists():  # rename first: readers see the folder or nothing, never half of it
-        tmp = Path(tempfile.mkdtemp(prefix=".recommended.gone.", dir=run_dir))
-        os.replace(dest, tmp / "recommended")
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def _fill_node_counts(run_dir: Path, run: RunRecord) -> None:
-    """Per-node runtime overhead needs the graph size: count what ORT runs of each artifact."""
+    """Per-node runtime overhead needs the graph size: count what ORT runs of each artifact;
+    runs recorded before the split also get the MACs by the precision each op runs in."""
+    from edgeshrink.measure.op_precision import macs_by_precision
+
     for c in run.all_candidates():
         path = run_dir / c.artifact
+        if "macs_by_precision" not in c.notes and c.runtime != "simulated" and path.is_file():
+            split = macs_by_precision(path)  # None for an unreadable file: the label stands
+            if split:
+                c.notes["macs_by_precision"] = split
         if "onnx_nodes" in c.notes or path.suffix != ".onnx" or not path.is_file():
             continue
         try:

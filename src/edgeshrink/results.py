@@ -51,7 +51,8 @@ class CandidateRecord:
         size_encoded_bytes: bytes of the sparse/packed storage form where one exists.
         latency_ms: ``{"p50", "p90", "threads", "batch", "by_threads": {"1": {...}}, "source"}``
             where ``source`` is ``measured`` (here) or the name of a bench JSON from a device.
-        peak_memory_mb: peak resident memory of a fresh process loading and running it.
+        peak_memory_mb: peak resident memory of a fresh process loading and running it
+            (None where the runtime does not run here, e.g. TensorRT).
         params: parameters of the model (non-zero ones are ``params - zeros``).
         macs: multiply-accumulates per sample of the (physically smaller, if pruned) model.
         activation_elems: elements of all intermediate activations per sample (for
@@ -73,7 +74,7 @@ class CandidateRecord:
     size_bytes: int
     size_compressed_bytes: int
     latency_ms: dict[str, Any]
-    peak_memory_mb: float
+    peak_memory_mb: float | None
     params: int
     sparsity: float
     runtime: str

@@ -63,7 +63,8 @@ class Artifact:
 
 @dataclass
 class TransformContext:
-    """What a handler may use besides its config and model."""
+    """What a handler may use besides its config and model. ``cpu_flags``: the CPU the
+    file is built for (a device profile's flags); ``None`` means this machine's."""
 
     task: Any  # edgeshrink.task.Task
     workdir: Path
@@ -71,6 +72,7 @@ class TransformContext:
     seed: int = 0
     teacher: nn.Module | None = None
     on_step: Callable[[str], None] | None = None
+    cpu_flags: tuple[str, ...] | None = None
 
     def artifact_path(self, suffix: str = ".onnx") -> Path:
         """``workdir/NAME.onnx`` with characters unsafe in file names replaced by ``_``."""

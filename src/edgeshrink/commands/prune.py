@@ -112,8 +112,8 @@ def prune(
 
     from edgeshrink.byo.exported import save_pruned
     from edgeshrink.errors import UserError
-    from edgeshrink.measure.artifact import onnx_outputs
     from edgeshrink.results import atomic_write_bytes
+    from edgeshrink.targets.onnxruntime import onnx_outputs
     from edgeshrink.transforms import TransformContext, apply_recipe
 
     if out.suffix != ".onnx":

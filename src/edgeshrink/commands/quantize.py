@@ -67,8 +67,10 @@ def quantize(
 
     from edgeshrink.errors import UserError
     from edgeshrink.export import export_onnx
-    from edgeshrink.measure.artifact import evaluate_outputs, file_sizes, onnx_outputs
+    from edgeshrink.measure.artifact import file_sizes
     from edgeshrink.results import atomic_write_bytes
+    from edgeshrink.targets import target_for
+    from edgeshrink.targets.onnxruntime import onnx_outputs
     from edgeshrink.transforms import TransformContext, apply_recipe
 
     if out.suffix != ".onnx":
@@ -85,17 +87,14 @@ def quantize(
                                                    name=out.stem, seed=the_task.seed))
         ev, targets = the_task.eval, the_task.eval.targets
         before = (file_sizes(fp32), the_task.metric(onnx_outputs(fp32, ev), targets))
-        outputs = evaluate_outputs(art.simulate, ev) if art.simulate else onnx_outputs(art.path, ev)
-        if art.runtime == "openvino":  # what ships is the IR pair, not the FP32 ONNX it came from
-            ir = Path(art.notes["ir"])
-            blob = ir.read_bytes() + ir.with_suffix(".bin").read_bytes()
-            sizes = (len(blob), len(zlib.compress(blob, 9)))
-            for suffix in (".xml", ".bin"):
-                atomic_write_bytes(out.with_suffix(suffix), ir.with_suffix(suffix).read_bytes())
-            out = out.with_suffix(".xml")
-        else:
-            sizes = file_sizes(art.path)
-            atomic_write_bytes(out, art.path.read_bytes())
+        target = target_for(art)
+        outputs = target.outputs(art, ev)
+        shipped = target.shipped_files(art)  # OpenVINO: the IR pair, not the ONNX it came from
+        blob = b"".join(p.read_bytes() for p in shipped)
+        sizes = (len(blob), len(zlib.compress(blob, 9)))
+        for p in shipped:
+            atomic_write_bytes(out.with_suffix(p.suffix), p.read_bytes())
+        out = out.with_suffix(shipped[0].suffix)
         after = (sizes, the_task.metric(outputs, targets))
     _print(Console(), the_task, steps, art, before, after, out)
 

@@ -2,13 +2,19 @@
 
 Latency (Williams, Waterman, Patterson, "Roofline", CACM 2009, plus fixed runtime costs):
 
-    t = per_inference + ops * per_op + max(MACs / (peak[dtype] * efficiency), bytes / bandwidth)
+    t = per_inference + ops * per_op + max(sum_p MACs_p / (peak[dtype_p] * efficiency),
+                                          bytes / bandwidth)
+
+where ``MACs_p`` are the MACs of the ops that run in precision ``p``, read from the shipped
+file (:mod:`edgeshrink.measure.op_precision`; a dynamic-int8 ONNX of a CNN leaves every Conv
+in fp32 and is credited with fp32 speed for them), and ``dtype_p`` the data type the device
+computes ``p`` in. Without that split the whole model counts at its precision label.
 
 where ``bytes`` = weights (read once) + activations (written and read once) at the precision
 the device actually computes in, and ``bandwidth`` is the cache bandwidth when they fit in
 cache, else DRAM bandwidth. Energy (Horowitz, "Computing's energy problem", ISSCC 2014):
 
-    E = MACs * pJ/MAC[dtype] + bytes * pJ/byte + static_power * t
+    E = sum_p MACs_p * pJ/MAC[dtype_p] + bytes * pJ/byte + static_power * t
 
 The hardware is honest here: a precision is faster only where the profile accelerates it
 (otherwise the runtime computes in fp32 from weights expanded to fp32); unstructured
@@ -51,6 +57,8 @@ class Workload:
             ``structured``/``n:m``.
         ops: runtime graph nodes (each costs a dispatch); None: :data:`DEFAULT_OPS`.
         file_bytes: bytes of the artifact file; encoded_bytes: of its sparse/packed form.
+        macs_by_precision: ``{precision: MACs}`` of the shipped file's ops by the precision
+            each runs in (only the proportions are used); None: all at ``precision``.
     """
 
     name: str
@@ -63,6 +71,15 @@ class Workload:
     ops: int | None = None
     file_bytes: int = 0
     encoded_bytes: int | None = None
+    macs_by_precision: dict[str, float] | None = None
+
+    def precision_split(self) -> dict[str, float]:
+        """``{precision: fraction of the MACs}``, summing to 1."""
+        split = {p: float(m) for p, m in (self.macs_by_precision or {}).items() if m > 0}
+        total = sum(split.values())
+        if not total:
+            return {self.precision: 1.0}
+        return {p: m / total for p, m in split.items()}
 
 
 @dataclass(frozen=True)
@@ -83,6 +100,7 @@ class Estimate:
     notes: tuple[str, ...] = ()
     label: str = "estimate"
     parts_ms: dict[str, float] = field(default_factory=dict)
+    dtype_split: dict[str, float] = field(default_factory=dict)  # compute dtype -> MAC share
 
     @property
     def fits_memory(self) -> bool:
@@ -93,12 +111,14 @@ def workload_from_candidate(c: Any) -> Workload:
     """A :class:`Workload` from a ``results.CandidateRecord`` (record fields only)."""
     notes = getattr(c, "notes", None) or {}
     ops = notes.get("onnx_nodes") or notes.get("ops")
+    split = notes.get("macs_by_precision")
     return Workload(
         name=c.name, macs=int(c.macs), params=int(c.params or 0),
         activation_elems=int(c.activation_elems or 0), precision=str(c.precision),
         sparsity=float(c.sparsity or 0.0), sparsity_kind=str(c.sparsity_kind or "none"),
         ops=int(ops) if ops else None, file_bytes=int(c.size_bytes or 0),
         encoded_bytes=c.size_encoded_bytes,
+        macs_by_precision=dict(split) if isinstance(split, dict) and split else None,
     )
 
 
@@ -167,9 +187,11 @@ def estimate(w: Workload, profile: Profile) -> Estimate:
     moved = wbytes + 2 * act
     cached = profile.cache_bytes > 0 and moved <= profile.cache_bytes
     bandwidth = profile.cache_bandwidth_gbs if cached else profile.memory_bandwidth_gbs
-    rate = profile.peak_gmacs.get(dtype, profile.peak_gmacs["fp32"]) * 1e9
-    rate *= profile.efficiency.get("compute", 0.3) * _thread_scale(profile)
-    compute_s, memory_s = macs / rate, moved / (bandwidth * 1e9)
+    split = _dtype_split(w, profile)
+    scale = profile.efficiency.get("compute", 0.3) * _thread_scale(profile) * 1e9
+    compute_s = sum(macs * f / (profile.peak_gmacs.get(d, profile.peak_gmacs["fp32"]) * scale)
+                    for d, f in split.items())
+    memory_s = moved / (bandwidth * 1e9)
     ops = w.ops if w.ops is not None else DEFAULT_OPS
     over_s = (profile.overhead_us.get("per_inference", 0.0)
               + ops * profile.overhead_us.get("per_op", 0.0)) * 1e-6
@@ -177,21 +199,45 @@ def estimate(w: Workload, profile: Profile) -> Estimate:
     bound = "overhead" if over_s > max(compute_s, memory_s) else (
         "compute" if compute_s >= memory_s else "memory")
     e = profile.energy
-    pj_mac = e.get("pj_per_mac", {}).get(dtype, e.get("pj_per_mac", {}).get("fp32", 0.0))
+    pj = e.get("pj_per_mac", {})
+    pj_mac = sum(f * pj.get(d, pj.get("fp32", 0.0)) for d, f in split.items())
     pj_byte = e.get("pj_per_byte_cache" if cached else "pj_per_byte_dram", 0.0)
     energy_j = (macs * pj_mac + moved * pj_byte) * 1e-12 + e.get("static_power_w", 0.0) * latency_s
     ram, storage = _memory_need(w, profile, wbytes, act)
-    notes = [n for n in (sparse_note, _precision_note(w.precision, dtype, profile)) if n]
+    notes = [n for n in (sparse_note, _precision_note(w.precision, dtype, profile),
+                         _split_note(w, split)) if n]
     if w.ops is None:
         notes.append(f"graph node count unknown: {DEFAULT_OPS} assumed")
     return Estimate(
         latency_ms=latency_s * 1e3, energy_mj=energy_j * 1e3, compute_dtype=dtype,
         effective_macs=macs, bytes_moved=moved, bound=bound,
-        accelerated=_accelerated(w, dtype, profile), ram_bytes=ram, storage_bytes=storage,
+        accelerated=_accelerated(w, dtype, profile, split), ram_bytes=ram,
+        storage_bytes=storage,
         fits_ram=ram <= profile.ram_bytes, fits_storage=storage <= profile.storage_bytes,
         notes=tuple(notes),
         parts_ms={"compute": compute_s * 1e3, "memory": memory_s * 1e3, "overhead": over_s * 1e3},
+        dtype_split=split,
     )
+
+
+def _dtype_split(w: Workload, profile: Profile) -> dict[str, float]:
+    """``{compute dtype: fraction of the MACs}`` on ``profile`` (each op's precision mapped
+    to what the device computes it in)."""
+    out: dict[str, float] = {}
+    for p, f in w.precision_split().items():
+        d = compute_dtype(p, profile)
+        out[d] = out.get(d, 0.0) + f
+    return out
+
+
+def _split_note(w: Workload, split: dict[str, float]) -> str:
+    if w.macs_by_precision is None or w.precision in ("fp32", "tf32"):
+        return ""
+    fast = 1.0 - split.get("fp32", 0.0)
+    if fast >= 0.999 or fast == 0.0:  # all fast, or none (the precision note says so)
+        return ""
+    return (f"only {100 * fast:.0f} % of the MACs run below fp32 on this device; "
+            f"the rest of the {w.precision} file computes in fp32")
 
 
 def _precision_note(precision: str, dtype: str, profile: Profile) -> str:
@@ -200,10 +246,12 @@ def _precision_note(precision: str, dtype: str, profile: Profile) -> str:
     return f"{precision} is not accelerated on {profile.name}: it computes in {dtype}"
 
 
-def _accelerated(w: Workload, dtype: str, profile: Profile) -> bool:
-    """Whether the technique that made ``w`` runs faster on this device than fp32 dense."""
+def _accelerated(w: Workload, dtype: str, profile: Profile, split: dict[str, float]) -> bool:
+    """Whether the technique that made ``w`` runs faster on this device than fp32 dense
+    (for a reduced precision: most of its MACs run below fp32 here)."""
     if w.sparsity_kind == "unstructured" and w.sparsity > 0:
         return profile.supports("unstructured")
     if w.sparsity_kind == "n:m" and w.sparsity > 0 and not profile.supports("2:4"):
         return False
-    return w.precision in ("fp32", "tf32") or dtype != "fp32"
+    return w.precision in ("fp32", "tf32") or (dtype != "fp32"
+                                                and split.get("fp32", 0.0) < 0.5)

@@ -24,7 +24,8 @@ with trained-like BatchNorm compile to exactly NNCF's kernels, with under half i
 The artifact's ``path`` is the ONNX it came from (the QDQ file, or the FP32 export for NNCF:
 what ORT-based tools can open); the shipped files are ``NAME.xml``/``NAME.bin``
 (``notes["ir"]``) and ``simulate`` runs the compiled OpenVINO model,
-``notes["runtime"] == "openvino"``.
+``notes["runtime"] == "openvino"``. Compiling, running and measuring the IR is the
+OpenVINO target's (:mod:`edgeshrink.targets.openvino`); this module only builds it.
 
 Example:
     >>> art = apply_recipe([OpenVinoInt8Config()], ctx)  # art.simulate runs OpenVINO
@@ -32,7 +33,6 @@ Example:
 
 from __future__ import annotations
 
-import collections
 import tempfile
 from dataclasses import dataclass
 
@@ -43,6 +43,7 @@ from torch import nn
 from edgeshrink.config import Config, check_choice, check_range, register_config
 from edgeshrink.errors import UserError
 from edgeshrink.quant.calibrate import CALIBRATORS
+from edgeshrink.targets.openvino import compile_openvino, compiled_graph  # re-exported
 from edgeshrink.transforms import Artifact, TransformContext, transform
 
 __all__ = ["OpenVinoInt8Config", "compile_openvino", "compiled_graph", "hoist_quantizers"]
@@ -90,32 +91,6 @@ class OpenVinoInt8Config(Config):
         check_choice("activations", self.activations, ("uint8", "mixed"))
         check_range("calibration_samples", self.calibration_samples, 1, 1_000_000)
         check_range("threads", self.threads, 1, 256)
-
-
-def compile_openvino(model, threads: int = 2):
-    """A callable ``fn(*arrays) -> first output`` over an OpenVINO model, forced to f32
-    where not quantized (OpenVINO's default on BF16-capable CPUs is bf16); ``fn.compiled``
-    is the compiled model (``get_runtime_model()`` shows what the plugin runs)."""
-    import openvino as ov
-
-    cfg = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32",
-           "PERFORMANCE_HINT": "LATENCY"}  # fmt: skip
-    compiled = ov.Core().compile_model(model, "CPU", cfg)
-
-    def run(*arrays: np.ndarray) -> np.ndarray:
-        return compiled(list(arrays))[0]
-
-    run.compiled = compiled
-    return run
-
-
-def compiled_graph(fn) -> collections.Counter:
-    """What OpenVINO's CPU plugin runs for ``fn`` (from :func:`compile_openvino`): its
-    runtime nodes counted by (kind, output precision). Two files with equal counts run the
-    same kernels, so a latency gap between them is measurement noise."""
-    info = (op.get_rt_info() for op in fn.compiled.get_runtime_model().get_ops())
-    return collections.Counter((i["layerType"].astype(str), i["outputPrecisions"].astype(str))
-                               for i in info)  # fmt: skip
 
 
 def _nncf_model(cfg: OpenVinoInt8Config, model: nn.Module, ctx: TransformContext):

@@ -28,7 +28,24 @@ from edgeshrink.quant.calibrate import CALIBRATORS, calibrate_range, collect_sta
 from edgeshrink.transforms import Artifact, TransformContext, transform
 
 __all__ = ["StaticInt8Config", "DynamicInt8Config", "Fp16Config", "study_candidates",
-           "matmul_dominated", "module_name", "excluded_nodes"]
+           "static_int8_file", "matmul_dominated", "module_name", "excluded_nodes",
+           "int8_format_for"]
+
+
+REDUCE_RANGE = ("auto", "on", "off")
+
+
+def int8_format_for(cfg, cpu_flags: tuple[str, ...] | None = None) -> dict:
+    """The INT8 weight format of ``cfg`` (``reduce_range`` auto/on/off) for a CPU with
+    ``cpu_flags`` (default: this machine's), with the flags and the sentence that decided
+    it, for ``notes["int8_format"]``."""
+    from edgeshrink.targets.onnxruntime import int8_format
+
+    fmt = int8_format(cpu_flags)
+    if cfg.reduce_range != "auto":
+        fmt = {**fmt, "reduce_range": cfg.reduce_range == "on",
+               "reason": f"reduce_range={cfg.reduce_range} set in the recipe."}
+    return {**fmt, "chosen_by": "cpu flags" if cfg.reduce_range == "auto" else "recipe"}
 
 
 @register_config
@@ -64,6 +81,10 @@ class StaticInt8Config(Config):
             output stays float unless the next layer quantizes it (NNCF's placement).
             OpenVINO then fuses O-Net's Conv+PReLU (mean |dP(face)| 0.0011 vs 0.0018);
             ONNX Runtime cannot fuse those convs and runs 2.7x slower.
+        reduce_range: 7-bit weights (ORT's remedy for U8S8 saturation): ``auto`` chooses
+            from this CPU's flags (:func:`edgeshrink.targets.onnxruntime.int8_format`: on
+            where x86 lacks VNNI), ``on`` or ``off`` pin it. Recorded in
+            ``notes["int8_format"]``.
 
     Example:
         >>> cfg = StaticInt8Config(calibrator="entropy", exclude=("^features\\.0\\.",))
@@ -82,9 +103,11 @@ class StaticInt8Config(Config):
     ops: tuple[str, ...] = ()
     bias_correction: bool = False
     inputs_only: bool = False
+    reduce_range: str = "auto"
 
     def __post_init__(self) -> None:
         check_regex("exclude", *self.exclude)
+        check_choice("reduce_range", self.reduce_range, REDUCE_RANGE)
         check_choice("calibrator", self.calibrator, CALIBRATORS)
         check_range("percentile", self.percentile, 90.0, 100.0)
         check_choice("activations", self.activations, ("uint8", "int8", "mixed"))
@@ -105,6 +128,8 @@ class DynamicInt8Config(Config):
             quantization becomes ConvInteger, which ORT runs slowly).
         exclude: regexes on node or module names of layers kept in FP32 (as in
             :class:`StaticInt8Config`).
+        reduce_range: 7-bit weights where U8S8 saturates (``auto``/``on``/``off``, as in
+            :class:`StaticInt8Config`).
 
     Example:
         >>> cfg = DynamicInt8Config(exclude=("attention.output.dense",))
@@ -116,9 +141,11 @@ class DynamicInt8Config(Config):
     per_channel: bool = True
     ops: tuple[str, ...] = ("MatMul", "Gemm")
     exclude: tuple[str, ...] = ()
+    reduce_range: str = "auto"
 
     def __post_init__(self) -> None:
         check_regex("exclude", *self.exclude)
+        check_choice("reduce_range", self.reduce_range, REDUCE_RANGE)
 
 
 @register_config
@@ -259,8 +286,11 @@ def mask_nodes(pre: Path, ranges: dict) -> list[str]:
             if masks & (set(n.input) | set(n.output))]  # fmt: skip
 
 
-def qdq_quantize(pre: Path, out: Path, ranges: dict, cfg: StaticInt8Config) -> Path:
-    """ORT's QDQ quantizer with our activation ranges; int8 weights, per-channel or not."""
+def qdq_quantize(pre: Path, out: Path, ranges: dict, cfg: StaticInt8Config, *,
+                 reduce_range: bool = False, extra_options: dict | None = None) -> Path:
+    """ORT's QDQ quantizer with our activation ranges; int8 weights, per-channel or not
+    (7-bit with ``reduce_range``). ``extra_options`` go to ``quantize_static`` on top of
+    those ``cfg`` implies."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     table = _write_table(ranges, out.with_suffix(".calib.json"))
@@ -271,11 +301,13 @@ def qdq_quantize(pre: Path, out: Path, ranges: dict, cfg: StaticInt8Config) -> P
         signed = {"quant_type": QuantType.QInt8, "symmetric": True}
         extra["TensorQuantOverrides"] = {t: [dict(signed)] for t, (lo, _) in ranges.items()
                                          if lo < 0}  # fmt: skip
+    extra.update(extra_options or {})
     with contextlib.redirect_stdout(io.StringIO()):  # ORT prints calibration chatter
         quantize_static(
             str(pre), str(out), None,
             quant_format=QuantFormat.QDQ,
             per_channel=cfg.per_channel,
+            reduce_range=reduce_range,
             activation_type=QuantType.QInt8 if cfg.activations == "int8" else QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
@@ -325,24 +357,34 @@ def float_outputs(path: Path) -> Path:
     return path
 
 
-@transform(StaticInt8Config)
-def _static(cfg: StaticInt8Config, model: nn.Module, ctx: TransformContext) -> Artifact:
+def static_int8_file(cfg: StaticInt8Config, model: nn.Module, ctx: TransformContext, *,
+                     extra_options: dict | None = None) -> Path:
+    """The QDQ file of ``cfg`` at ``ctx.artifact_path()``: FP32 export, calibration on the
+    task's calibration set, ORT's quantizer (with ``extra_options``), float outputs."""
     check_calibration(ctx.task.calibration, ctx)
     with tempfile.TemporaryDirectory() as tmp:
         pre = _fp32_export(model, ctx, Path(tmp))
         ranges = activation_ranges(pre, ctx.task.calibration, cfg)
-        out = float_outputs(qdq_quantize(pre, Path(tmp) / "int8.onnx", ranges, cfg))
+        fmt = int8_format_for(cfg, ctx.cpu_flags)
+        out = float_outputs(qdq_quantize(pre, Path(tmp) / "int8.onnx", ranges, cfg,
+                                         reduce_range=fmt["reduce_range"],
+                                         extra_options=extra_options))
         if cfg.bias_correction:
             from edgeshrink.quant.biascorr import correct_biases
 
             data = ctx.task.calibration.head(min(cfg.calibration_samples, 128))
             correct_biases(pre, out, list(data.numpy_batches(32)))
-        path = save_onnx(onnx.load(str(out)), ctx.artifact_path())
+        return save_onnx(onnx.load(str(out)), ctx.artifact_path())
+
+
+@transform(StaticInt8Config)
+def _static(cfg: StaticInt8Config, model: nn.Module, ctx: TransformContext) -> Artifact:
+    path = static_int8_file(cfg, model, ctx)
     notes = {
         "format": "QDQ", "activations": cfg.activations, "calibrator": cfg.calibrator,
         "per_channel": cfg.per_channel, "symmetric_activations": cfg.symmetric_activations,
         "excluded": list(cfg.exclude), "bias_correction": cfg.bias_correction,
-        "inputs_only": cfg.inputs_only,
+        "inputs_only": cfg.inputs_only, "int8_format": int8_format_for(cfg, ctx.cpu_flags),
     }  # fmt: skip
     return Artifact(path=path, model=model, precision="int8", notes=notes)
 
@@ -354,16 +396,18 @@ def _dynamic(cfg: DynamicInt8Config, model: nn.Module, ctx: TransformContext) ->
     with tempfile.TemporaryDirectory() as tmp:
         pre = _fp32_export(model, ctx, Path(tmp))
         out = Path(tmp) / "dyn.onnx"
+        fmt = int8_format_for(cfg, ctx.cpu_flags)
         quantize_dynamic(
             str(pre), str(out), per_channel=cfg.per_channel, weight_type=QuantType.QInt8,
+            reduce_range=fmt["reduce_range"],
             op_types_to_quantize=list(cfg.ops),
             # dynamic mode first rewrites Gemm as MatMul(+Add) named NODE_MatMul
             nodes_to_exclude=[f"{n}{s}" for n in excluded_nodes(pre, cfg.exclude)
                               for s in ("", "_MatMul")],
         )
         path = save_onnx(onnx.load(str(out)), ctx.artifact_path())
-    return Artifact(path=path, model=model, precision="int8", notes={"ops": list(cfg.ops),
-                                                                  "excluded": list(cfg.exclude)})
+    notes = {"ops": list(cfg.ops), "excluded": list(cfg.exclude), "int8_format": fmt}
+    return Artifact(path=path, model=model, precision="int8", notes=notes)
 
 
 @transform(Fp16Config)

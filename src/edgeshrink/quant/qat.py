@@ -189,7 +189,7 @@ def export_qdq(model: nn.Module, ctx: TransformContext, *, check_agreement: floa
 def _agreement(model: nn.Module, path, data: Dataset) -> float:
     """Fraction of samples where ONNX Runtime and the torch model give the same class
     (regression outputs: fraction within 1e-2 relative of the torch output)."""
-    from edgeshrink.measure.artifact import onnx_outputs
+    from edgeshrink.targets.onnxruntime import onnx_outputs
 
     got = onnx_outputs(path, data)
     with torch.no_grad():

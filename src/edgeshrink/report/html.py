@@ -27,7 +27,7 @@ from edgeshrink.report.views import Row, View, views
 from edgeshrink.results import RunRecord, atomic_write_bytes, atomic_write_text, load_run
 from edgeshrink.units import fmt_bytes
 
-__all__ = ["write_report", "render_page"]
+__all__ = ["write_report", "render_page", "not_timed_here"]
 
 VIEW_NOTES = {
     "device": "The numbers the advisor decided on: the size of the file that ships on the "
@@ -76,13 +76,24 @@ def _row_cells(row: Row, view: View, unit: str) -> list[dict[str, Any]]:
     else:
         cells.append(_cell(c.runtime, cls="sim" if c.runtime == "simulated" else ""))
     kind = c.sparsity_kind if c.sparsity_kind != "none" else ""
-    cells += [_cell(c.precision),
+    cells += [_cell(c.precision, sub=precision_split_text(c)),
               _num(f"{100 * c.sparsity:.0f}%", "sparsity", c.sparsity, kind),
               _cell("◆" if row.pareto else "", sort=int(row.pareto), cls="mark-pareto"),
               _cell("★" if row.recommended else "", sort=int(row.recommended), cls="mark-rec")]
     if view.key == "host":
         cells.append(_cell(" → ".join(recipe_steps(c.recipe)) or "(unchanged)", cls="recipe"))
     return cells
+
+
+def precision_split_text(c) -> str:
+    """``"int8 10 % · fp32 90 % of MACs"`` where the shipped file mixes precisions (read
+    from its ops: ``notes["macs_by_precision"]``), else empty."""
+    split = (c.notes or {}).get("macs_by_precision") or {}
+    total = sum(split.values()) if isinstance(split, dict) else 0
+    if len(split) < 2 or not total:
+        return ""
+    parts = sorted(split.items(), key=lambda kv: -kv[1])
+    return " · ".join(f"{p} {100 * m / total:.0f} %" for p, m in parts) + " of MACs"
 
 
 def _heads(view: View, run: RunRecord) -> list[tuple[str, bool]]:
@@ -168,7 +179,16 @@ def render_page(run: RunRecord, *, plots: dict[str, Plot] | None = None,
         cards=_cards(run, vs) if vs else [], fmt=fmt_value,
         views=[_view_context(run, v, plots, set(pngs)) for v in vs],
         heat=[_plot_context(p, set(pngs)) for k, p in plots.items()
-              if k.startswith("sensitivity_")])
+              if k.startswith("sensitivity_")],
+        not_timed=not_timed_here(run))
+
+
+def not_timed_here(run: RunRecord) -> list[dict[str, str]]:
+    """Candidates whose runtime this machine cannot time (TensorRT: the engine is built on
+    the device), each with its sentence and the command that builds and times it there."""
+    return [{"name": c.name, "why": str(c.notes["not_timed_here"]),
+             "command": str(c.notes.get("trtexec", ""))}
+            for c in run.all_candidates() if (c.notes or {}).get("not_timed_here")]
 
 
 def write_report(run_dir: Path | str) -> Path:

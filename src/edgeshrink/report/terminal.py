@@ -23,7 +23,8 @@ PARETO_MARK = "◆"
 RECOMMENDED_MARK = "★"
 
 
-_RUNTIME = {"onnxruntime": "ORT", "openvino": "OpenVINO", "simulated": "simulated"}
+_RUNTIME = {"onnxruntime": "ORT", "openvino": "OpenVINO", "simulated": "simulated",
+            "litert": "LiteRT", "executorch": "ExecuTorch", "tensorrt": "TensorRT"}
 
 
 def _row(r: Row, view: View, unit: str, narrow: bool) -> list:
@@ -116,6 +117,10 @@ def print_summary(run: RunRecord, console: Console) -> None:
         f"{RECOMMENDED_MARK} recommended   sizes in SI units (1 kB = 1000 B)   "
         "[..] 95% intervals   simulated = no runtime kernel: metric from a simulation",
         style="dim", markup=False)
+    for c in run.all_candidates():  # TensorRT: the engine is built and timed on the device
+        if (c.notes or {}).get("not_timed_here"):
+            console.print(f"not timed here: {c.name}: {c.notes['not_timed_here']}",
+                          style="yellow", markup=False, highlight=False)
     for failed in run.failed:
         console.print(f"not built: {failed['name']}: {failed['error']}", style="yellow",
                       markup=False, highlight=False)

@@ -15,12 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from edgeshrink.errors import UserError
-from edgeshrink.measure.artifact import (
-    evaluate_outputs,
-    onnx_outputs,
-    runtime_figures,
-    runtime_node_count,
-)
 from edgeshrink.measure.intervals import per_sample_scores, record_intervals
 from edgeshrink.measure.model_stats import (
     count_macs,
@@ -28,6 +22,7 @@ from edgeshrink.measure.model_stats import (
     torch_outputs,
     weight_sparsity,
 )
+from edgeshrink.measure.op_precision import precision_notes
 from edgeshrink.packed import pack_onnx
 from edgeshrink.results import (
     DISK_FULL,
@@ -40,6 +35,7 @@ from edgeshrink.results import (
 from edgeshrink.study.machine import machine_info
 from edgeshrink.study.plan import CandidateSpec, family_of, sparsity_kind_of
 from edgeshrink.study.rundir import RunFolder, model_fingerprint
+from edgeshrink.targets import target_for
 from edgeshrink.task import Task
 from edgeshrink.transforms import Artifact, TransformContext, apply_recipe
 
@@ -58,11 +54,12 @@ def measure_artifact(
     threads: tuple[int, ...] = (1, 2),
     budget_s: float = 1.0,
 ) -> CandidateRecord:
-    """Score, size and time ``art`` on ``task`` and return its record."""
-    if art.simulate is not None:
-        outputs = evaluate_outputs(art.simulate, task.eval)
-    else:
-        outputs = onnx_outputs(art.path, task.eval)
+    """Score, size and time ``art`` on ``task`` and return its record, all through the
+    target that runs it (:func:`edgeshrink.targets.target_for`): its outputs on the eval
+    set (a simulated format's from its simulation), its shipped files' bytes, latency and
+    memory in that runtime."""
+    target = target_for(art)
+    outputs = target.outputs(art, task.eval)
     values = task.metric.all(outputs, task.eval.targets)
     from edgeshrink.monitor.handover import save_reference_sample  # for recommended/'s profile
 
@@ -79,10 +76,12 @@ def measure_artifact(
         notes["top1_agreement_with_pytorch"] = round(100.0 * agree, 3)
     notes["max_abs_diff_vs_pytorch"] = float(np.max(np.abs(reference - outputs)))
     example = tuple(t.numpy() for t in task.example_inputs())
-    figures = runtime_figures(art, example, threads, budget_s)
+    figures = target.figures(art, example, threads, budget_s)  # TensorRT: an estimate
+    if art.runtime != "simulated":  # the precision each op really runs in, for the estimate
+        notes.update(precision_notes(figures["path"]))
     notes["sha256"] = figures["sha256"]  # matches `edgeshrink bench --json` files from a device
-    if art.runtime != "openvino":
-        notes["onnx_nodes"] = runtime_node_count(art.path)  # per-dispatch overhead estimates
+    for key, value in figures.get("notes", {}).items():  # the runtime's own facts (ORT:
+        notes.setdefault(key, value)  # onnx_nodes), unless the builder knew better
     by_threads, main = figures["by_threads"], str(max(threads))
     macs, act = count_macs(art.model, task.example_inputs())
     sparsity = weight_sparsity(art.model)
@@ -98,7 +97,9 @@ def measure_artifact(
         size_compressed_bytes=figures["compressed"],
         size_encoded_bytes=encoded,
         latency_ms={**by_threads[main], "threads": int(main), "batch": 1,
-                    "by_threads": by_threads, "source": "measured"},
+                    "by_threads": by_threads, "source": figures.get("latency_source", "measured"),
+                    **({"estimated_on": figures["latency_device"]}
+                       if "latency_device" in figures else {})},
         peak_memory_mb=figures["peak_mb"],
         params=count_params(art.model),
         macs=macs,

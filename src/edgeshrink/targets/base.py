@@ -70,7 +70,8 @@ class Target(abc.ABC):
     def figures(self, art, inputs: tuple[np.ndarray, ...], threads: tuple[int, ...],
                 budget_s: float = 1.0) -> dict[str, Any]:
         """``{"path", "size", "compressed", "sha256", "by_threads": {str(t): latency stats},
-        "peak_mb"}`` of the shipped file, measured in this runtime."""
+        "peak_mb"}`` of the shipped file, measured in this runtime, and optionally
+        ``"notes"``: runtime facts the record keeps (ORT: ``onnx_nodes``)."""
         import hashlib
 
         from edgeshrink.bench.timing import summarize, time_interleaved

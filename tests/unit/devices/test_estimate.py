@@ -64,3 +64,30 @@ def test_memory_fit_on_a_microcontroller():
     assert not estimate(big, mcu).fits_storage
     wide = dataclasses.replace(tiny, activation_elems=200_000, precision="fp32")
     assert not estimate(wide, mcu).fits_ram
+
+
+def test_ops_count_at_the_rate_of_the_precision_they_run_in():
+    from types import SimpleNamespace
+
+    from edgeshrink.devices.estimate import workload_from_candidate
+
+    p = load_profile("rpi4")  # fp32 24 GMAC/s, int8 48 (profile), efficiency 0.35
+    rec = SimpleNamespace(name="dyn", macs=400_000_000, params=2_000_000,
+                          activation_elems=1_000_000, precision="int8", sparsity=0.0,
+                          sparsity_kind="none", size_bytes=0, size_encoded_bytes=None,
+                          notes={"onnx_nodes": 50,
+                                 "macs_by_precision": {"fp32": 300, "int8": 100}})
+    w = workload_from_candidate(rec)
+    assert w.precision_split() == {"fp32": 0.75, "int8": 0.25}
+    e = estimate(w, p)
+    rate = 0.35 * 1e9
+    compute = 300e6 / (p.peak_gmacs["fp32"] * rate) + 100e6 / (p.peak_gmacs["int8"] * rate)
+    assert e.parts_ms["compute"] == pytest.approx(compute * 1e3)
+    assert e.dtype_split == {"fp32": 0.75, "int8": 0.25} and not e.accelerated
+    pj = p.energy["pj_per_mac"]
+    mac_j = (300e6 * pj["fp32"] + 100e6 * pj.get("int8", pj["fp32"])) * 1e-12
+    moved_j = e.bytes_moved * p.energy["pj_per_byte_dram"] * 1e-12
+    static_j = p.energy["static_power_w"] * e.latency_ms * 1e-3
+    assert e.energy_mj == pytest.approx((mac_j + moved_j + static_j) * 1e3)
+    no_split = estimate(dataclasses.replace(w, macs_by_precision=None), p)
+    assert no_split.parts_ms["compute"] == pytest.approx(400e6 / (p.peak_gmacs["int8"] * rate) * 1e3)
