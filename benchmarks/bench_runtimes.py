@@ -229,7 +229,7 @@ def _openvino_rows(ctx, task, fp32_onnx: Path) -> list[Row]:
     import openvino as ov
 
     from edgeshrink.quant import OpenVinoInt8Config
-    from edgeshrink.quant.openvino import compile_openvino
+    from edgeshrink.targets.openvino import compile_openvino
 
     t0 = time.perf_counter()
     fp32 = compile_openvino(ov.Core().read_model(str(fp32_onnx)), THREADS)

@@ -233,6 +233,10 @@ def _open_other(rt: Runtime, path: Path, threads: int):
         raise BenchError(f"{rt.label} cannot be imported ({exc}); install it on this machine "
                          f"with {_install_hint(rt)}.") from None
     except Exception as exc:  # the runtimes' own (pybind / RuntimeError) types
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, ImportError):  # a session that wraps the missing import
+            raise BenchError(f"{rt.label} cannot be imported ({cause}); install it on this "
+                             f"machine with {_install_hint(rt)}.") from None
         raise BenchError(
             f"{path} is not a loadable {rt.suffix} model for {rt.label} ({_first_line(exc)}); "
             "rebuild it or check that the copy is complete.") from None

@@ -105,6 +105,16 @@ def test_missing_runtime_module_is_one_sentence_naming_the_pip_install(
     with pytest.raises(BenchError, match=rf"cannot be imported .*`pip install {package}`\.$"):
         open_session(path)
 
+    def wrapped(path, threads=1):  # a session that re-raises the ImportError as its own error
+        try:
+            no_runtime(path)
+        except ImportError as exc:
+            raise RuntimeError("the runtime is not installed") from exc
+
+    fake.open_session = wrapped
+    with pytest.raises(BenchError, match=rf"cannot be imported .*`pip install {package}`\.$"):
+        open_session(path)
+
 
 def test_unloadable_file_and_onnx_only_provider_are_one_sentence(tmp_path, doubles):
     bad = tmp_path / "broken.tflite"
