@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -26,40 +27,26 @@ from edgeshrink.bench.portable import write_pyz
 from edgeshrink.bench.session import open_session, runtime_for
 
 HERE = Path(__file__).resolve().parent
+DATA = HERE / "data"
 SRC = HERE.parents[2] / "src"
 OPTS = BenchOptions(runs=5, warmup=1, threads=1)
 
 
-def _tiny_model():
-    import torch
-
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
-                                torch.nn.Linear(4 * 6 * 6, 5)).eval()
-    return model, (torch.randn(1, 3, 8, 8),)
-
-
 @pytest.fixture(scope="module")
 def tflite_path(tmp_path_factory) -> Path:
+    """A copy of data/tiny.tflite (made by data/make_tiny_runtimes.py)."""
     pytest.importorskip("ai_edge_litert")
-    litert_torch = pytest.importorskip("litert_torch")
     path = tmp_path_factory.mktemp("tflite") / "tiny.tflite"
-    litert_torch.convert(*_tiny_model()).export(str(path))
+    shutil.copy(DATA / "tiny.tflite", path)
     return path
 
 
 @pytest.fixture(scope="module")
 def pte_path(tmp_path_factory) -> Path:
+    """A copy of data/tiny.pte (XNNPACK-delegated, made by data/make_tiny_runtimes.py)."""
     pytest.importorskip("executorch.runtime")
-    import torch
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
-
-    model, example = _tiny_model()
-    prog = to_edge_transform_and_lower(torch.export.export(model, example),
-                                       partitioner=[XnnpackPartitioner()]).to_executorch()
     path = tmp_path_factory.mktemp("pte") / "tiny.pte"
-    path.write_bytes(prog.buffer)
+    shutil.copy(DATA / "tiny.pte", path)
     return path
 
 
@@ -152,6 +139,18 @@ def test_tflite_report_names_litert_and_measures_the_file(tflite_path, doubles):
     assert rep["model"]["inputs"][0]["type"] == "tensor(float)"
     assert rep["latency_ms"]["count"] == 5 and rep["first_inference_ms"] > 0
     assert rep["peak_rss_mb"] > 10
+
+
+@pytest.mark.parametrize("fixture", ["tflite_path", "pte_path"])
+def test_runtime_sessions_reproduce_pytorch(fixture, request, doubles):
+    sys.path.insert(0, str(DATA))
+    from make_tiny_runtimes import tiny_model
+
+    model, (x,) = tiny_model()
+    sess = open_session(request.getfixturevalue(fixture))
+    (name,) = [i.name for i in sess.get_inputs()]
+    (out,) = sess.run(None, {name: x.numpy()})
+    np.testing.assert_allclose(out, model(x).detach().numpy(), atol=1e-5)
 
 
 def test_pte_report_names_executorch(pte_path, doubles):
