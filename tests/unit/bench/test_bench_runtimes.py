@@ -142,8 +142,8 @@ def test_tflite_report_names_litert_and_measures_the_file(tflite_path, doubles):
 
 
 @pytest.mark.parametrize("fixture", ["tflite_path", "pte_path"])
-def test_runtime_sessions_reproduce_pytorch(fixture, request, doubles):
-    sys.path.insert(0, str(DATA))
+def test_runtime_sessions_reproduce_pytorch(fixture, request, doubles, monkeypatch):
+    monkeypatch.syspath_prepend(str(DATA))
     from make_tiny_runtimes import tiny_model
 
     model, (x,) = tiny_model()
