@@ -262,43 +262,48 @@ def _cfg_args(cfg) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in config_to_dict(cfg).items() if k != "kind")
 
 
-def _litert_rows(ctx, task) -> list[Row]:
+def _litert_rows(ctx, task, failed: list[str]) -> list[Row]:
     from edgeshrink.targets.configs import LiteRTConfig
 
-    rows = []
-    for prec, cfg, quant in (("FP32", LiteRTConfig(precision="fp32"), None),
-                             ("INT8", LiteRTConfig(precision="int8"), "per-channel")):
+    def ours(prec: str, cfg, quant: str | None) -> list[Row]:
         t0 = time.perf_counter()
         path, run, how = _built_or_direct(
-            ctx, task, cfg, f"litert-{prec}", lambda p, q=quant: _direct_tflite(task, p, q),
+            ctx, task, cfg, f"litert-{prec}", lambda p: _direct_tflite(task, p, quant),
             _litert_runner)
         if quant and how.startswith("built here"):
-            how = "litert-torch PT2E per-channel symmetric, static (built here: builder not merged yet)"
-        rows.append(Row("LiteRT", prec, how, run, path.stat().st_size, time.perf_counter() - t0))
-    t0 = time.perf_counter()
-    path = _direct_tflite(task, ctx.work / f"{task.name}-litert-default.tflite", "default")
-    rows.append(Row("LiteRT", "INT8", "peer: litert-torch default PT2E "
+            how = ("litert-torch PT2E per-channel symmetric, static (built here: builder not "
+                   "merged yet)")
+        return [Row("LiteRT", prec, how, run, path.stat().st_size, time.perf_counter() - t0)]
+
+    def default() -> list[Row]:
+        t0 = time.perf_counter()
+        path = _direct_tflite(task, ctx.work / f"{task.name}-litert-default.tflite", "default")
+        return [Row("LiteRT", "INT8", "peer: litert-torch default PT2E "
                     "(get_symmetric_quantization_config(): per-tensor, static)",
-                    _litert_runner(path), path.stat().st_size, time.perf_counter() - t0))
-    return rows
+                    _litert_runner(path), path.stat().st_size, time.perf_counter() - t0)]
+
+    return (_guarded(ctx, "LiteRT FP32", lambda: ours("FP32", LiteRTConfig(precision="fp32"),
+                                                      None), failed)
+            + _guarded(ctx, "LiteRT INT8 (ours)", lambda: ours(
+                "INT8", LiteRTConfig(precision="int8"), "per-channel"), failed)
+            + _guarded(ctx, "LiteRT INT8 (litert-torch default)", default, failed))
 
 
-def _executorch_rows(ctx, task) -> list[Row]:
+def _executorch_rows(ctx, task, failed: list[str]) -> list[Row]:
     from edgeshrink.targets.configs import ExecuTorchConfig
 
-    rows = []
-    for prec, cfg in (("FP32", ExecuTorchConfig(precision="fp32")),
-                      ("INT8", ExecuTorchConfig(precision="int8"))):
+    def one(prec: str) -> list[Row]:
         t0 = time.perf_counter()
         path, run, how = _built_or_direct(
-            ctx, task, cfg, f"executorch-{prec}",
-            lambda p, i=prec == "INT8": _direct_pte(task, p, i), _pte_runner)
+            ctx, task, ExecuTorchConfig(precision=prec.lower()), f"executorch-{prec}",
+            lambda p: _direct_pte(task, p, prec == "INT8"), _pte_runner)
         if how.startswith("built here"):
             how = ("XNNPACK, PT2E XNNPACKQuantizer per-channel" if prec == "INT8"
                    else "XNNPACK-delegated") + " (built here: builder not merged yet)"
-        rows.append(Row("ExecuTorch", prec, how, run, path.stat().st_size,
-                        time.perf_counter() - t0))
-    return rows
+        return [Row("ExecuTorch", prec, how, run, path.stat().st_size, time.perf_counter() - t0)]
+
+    return [r for prec in ("FP32", "INT8")
+            for r in _guarded(ctx, f"ExecuTorch {prec}", lambda p=prec: one(p), failed)]
 
 
 def _guarded(ctx, label: str, build, failed: list[str]) -> list[Row]:
@@ -337,8 +342,8 @@ def _model_table(ctx, title: str, task) -> str:
         return f"\n### {title}\n\nNo ORT FP32 baseline: {'; '.join(failed)}\n"
     fp32_onnx = rows[0].path
     rows += _guarded(ctx, "OpenVINO", lambda: _openvino_rows(ctx, task, fp32_onnx), failed)
-    rows += _guarded(ctx, "LiteRT", lambda: _litert_rows(ctx, task), failed)
-    rows += _guarded(ctx, "ExecuTorch", lambda: _executorch_rows(ctx, task), failed)
+    rows += _litert_rows(ctx, task, failed)
+    rows += _executorch_rows(ctx, task, failed)
     ctx.log(f"{title}: {len(rows)} files built; evaluating on {len(task.eval.targets)} crops")
     ok = []
     for row in rows:
