@@ -35,7 +35,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "RESULTS.md"
 PACKAGES = ("edgeshrink", "torch", "onnxruntime", "onnx", "onnxscript", "numpy", "torch-pruning",
-            "scikit-learn", "nncf", "openvino")  # fmt: skip
+            "scikit-learn", "nncf", "openvino", "ai-edge-litert", "litert-torch", "executorch",
+            "torchao")  # fmt: skip
 _FLAG_GROUPS = (
     ("AVX2", ("avx2",)),
     ("AVX-512", ("avx512f",)),

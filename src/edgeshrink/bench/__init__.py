@@ -1,8 +1,9 @@
-"""On-device benchmarking of ONNX models: ``edgeshrink bench`` and the library behind it.
+"""On-device benchmarking of ``.onnx`` (ONNX Runtime), ``.tflite`` (LiteRT) and ``.pte``
+(ExecuTorch) files: ``edgeshrink bench`` and the library behind it.
 
-Everything imported here is the standard library, numpy and onnxruntime, so that
-``python -m edgeshrink.bench`` (or the single file from ``--write-pyz``) runs on a device
-where nothing else is installed. ``edgeshrink/__init__.py`` must stay free of imports for
+Everything imported here is the standard library and numpy; the runtime a file needs is
+imported when the file is opened, so that ``python -m edgeshrink.bench`` (or the single file
+from ``--write-pyz``) runs on a device where only numpy and that runtime are installed. ``edgeshrink/__init__.py`` must stay free of imports for
 that to hold. The study calls the same functions for every candidate.
 
 Example:
@@ -27,7 +28,14 @@ from edgeshrink.bench.runner import (
     compare,
     peak_memory_fresh_process,
 )
-from edgeshrink.bench.session import BenchError, model_size_bytes, open_session, sha256_file
+from edgeshrink.bench.session import (
+    RUNTIMES,
+    BenchError,
+    model_size_bytes,
+    open_session,
+    runtime_for,
+    sha256_file,
+)
 from edgeshrink.bench.timing import CpuMeter, measure_latency, summarize, time_interleaved
 
 __all__ = [
@@ -49,6 +57,8 @@ __all__ = [
     "parse_dims",
     "peak_memory_fresh_process",
     "peak_rss_mb",
+    "RUNTIMES",
+    "runtime_for",
     "sha256_file",
     "summarize",
     "time_interleaved",

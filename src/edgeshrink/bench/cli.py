@@ -1,7 +1,8 @@
 """``python -m edgeshrink.bench``: the benchmark as a program that runs on the device.
 
-It needs only numpy and onnxruntime (Rich, if installed, draws the table). Bad input
-ends in one sentence on stderr and exit code 2.
+It needs only numpy and the runtime of the file it measures: onnxruntime for ``.onnx``,
+ai-edge-litert for ``.tflite``, executorch for ``.pte`` (Rich, if installed, draws the
+table). Bad input ends in one sentence on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ examples:
   python -m edgeshrink.bench model.onnx --threads 4 --runs 200
   python -m edgeshrink.bench model.onnx --budget 10 --json --out pi4.json
   python -m edgeshrink.bench fp32.onnx --compare int8.onnx
+  python -m edgeshrink.bench model.tflite --threads 4        # LiteRT (pip install ai-edge-litert)
+  python -m edgeshrink.bench model.pte                       # ExecuTorch (pip install executorch)
+  python -m edgeshrink.bench fp32.onnx --compare int8.tflite int8.pte
   python -m edgeshrink.bench bert.onnx --dim sequence=128 --batch 8
   python -m edgeshrink.bench model.onnx --inputs sample.npz
 On a device without edgeshrink installed: copy the file written by --write-pyz and run
@@ -40,11 +44,12 @@ and run PYTHONPATH=DIR python3 -m edgeshrink.bench model.onnx ...
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="edgeshrink bench",
-        description="Measure an ONNX model with ONNX Runtime on this machine.",
+        description="Measure a model in its runtime on this machine: .onnx in ONNX Runtime, "
+        ".tflite in LiteRT, .pte in ExecuTorch.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("model", nargs="?", help="the .onnx file")
+    p.add_argument("model", nargs="?", help="the .onnx, .tflite or .pte file")
     p.add_argument(
         "--compare",
         nargs="+",
@@ -52,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="more models, timed interleaved with the first; prints ratios",
     )
-    p.add_argument("--threads", type=int, default=1, help="intra-op threads (0 = ORT default)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="runtime threads (0 = the runtime's default)")
     p.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, help="untimed runs first")
     p.add_argument(
         "--runs",
@@ -76,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=N",
         help="value of a dynamic dimension (repeatable)",
     )
-    p.add_argument("--provider", default="CPUExecutionProvider", help="ORT execution provider")
+    p.add_argument("--provider", default="CPUExecutionProvider",
+                   help="ONNX Runtime execution provider (.onnx files only)")
     p.add_argument("--seed", type=int, default=0, help="seed of generated inputs")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--out", default=None, metavar="FILE", help="also write the JSON report here")
@@ -143,7 +150,8 @@ def run(
         >>> run(["model.onnx"], BenchOptions(runs=50), as_json=True)  # doctest: +SKIP
     """
     if not models:
-        raise BenchError("give the .onnx file to measure, e.g. `edgeshrink bench model.onnx`.")
+        raise BenchError("give the .onnx, .tflite or .pte file to measure, e.g. "
+                         "`edgeshrink bench model.onnx`.")
     _check_out(out)
     report = bench_model(models[0], options) if len(models) == 1 else compare(models, options)
     text = json.dumps(report, indent=2) + "\n"

@@ -169,10 +169,13 @@ def generate_feeds(
     dims: dict[str, int] | None = None,
     seed: int = 0,
 ) -> dict[str, np.ndarray]:
-    """Inputs of the declared shapes and types: floats ~ N(0, 1), integers and bools 1.
+    """Inputs of the declared shapes and types: floats ~ N(0, 1); int8 and uint8 uniform over
+    their whole range; wider integers and bools 1.
 
-    Integer inputs are usually indices (token ids, masks), for which 1 is always in range;
-    give real values with an .npz file where the values change the work done.
+    8-bit inputs are quantized activations (a full-integer ``.tflite`` takes int8 images),
+    so they get values spread as a real input's would be; wider integer inputs are usually
+    indices (token ids, masks), for which 1 is always in range. Give real values with an
+    .npz file where the values change the work done.
 
     Example:
         >>> feeds = generate_feeds([InputSpec("x", ("N", 3), "tensor(float)")], batch=4)
@@ -192,6 +195,10 @@ def generate_feeds(
         shape, dtype = shapes[spec.name], spec.dtype
         if np.issubdtype(dtype, np.floating):
             feeds[spec.name] = rng.standard_normal(shape, dtype=np.float32).astype(dtype)
+        elif dtype in (np.int8, np.uint8):
+            info = np.iinfo(dtype)
+            feeds[spec.name] = rng.integers(info.min, info.max, shape, dtype=dtype,
+                                            endpoint=True)
         else:
             feeds[spec.name] = np.ones(shape, dtype=dtype)
     return feeds

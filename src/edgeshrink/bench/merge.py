@@ -5,6 +5,12 @@ copies the JSON back, and :func:`apply_device_bench` replaces the local latencie
 candidates whose artifact it measured. A bench JSON is matched to a candidate by the
 artifact's sha256 (recorded in the JSON), else by a file name that is unique in the run.
 
+Given the device the figures are for, a JSON whose machine is not that device (another
+architecture, other cores, a microcontroller that cannot run the bench at all:
+:func:`machine_mismatch`) is not taken as its latency: the candidate keeps its own figures,
+the JSON is recorded under ``notes["device_bench"]`` with ``"machine_mismatch"`` saying why,
+and a warning says so.
+
 Example:
     >>> run = apply_device_bench(load_run("runs/demo"), [Path("pi4.json")],
     ...                          run_dir="runs/demo")  # doctest: +SKIP
@@ -16,6 +22,8 @@ from __future__ import annotations
 
 import copy
 import json
+import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +34,7 @@ from edgeshrink.results import CandidateRecord, RunRecord
 
 __all__ = [
     "apply_device_bench", "load_bench_json", "device_measurements", "device_latencies",
-    "merge_device_benches",
+    "merge_device_benches", "machine_mismatch", "mismatch_warnings",
 ]
 
 
@@ -68,9 +76,71 @@ def device_measurements(data: dict[str, Any], source: str) -> list[dict[str, Any
             "stats": {q: lat[q] for q in ("p50", "p90", "p99", "mean", "min", "max")},
             "source": source,
             "machine": data.get("machine", {}),
+            "runtime": m["model"].get("runtime", "onnxruntime"),
             "peak_rss_mb": m.get("peak_rss_mb"),
         })  # fmt: skip
     return out
+
+
+# What a profile's name, description and runtime say about its CPU.
+_X86_WORDS = re.compile(r"\b(x86|x86_64|amd64|xeon|epyc|ryzen|intel|core i[3579])\b", re.I)
+_ARM_WORDS = re.compile(r"(cortex-[ax]\d|neoverse|aarch64|arm64|raspberry pi|jetson|snapdragon"
+                        r"|apple m\d|graviton)", re.I)
+_ARM_CORE = re.compile(r"\b(Cortex-[AX]\d+(?:AE|C)?|Neoverse-[NV]\d)\b", re.I)
+_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
+_VNNI = ("avx512_vnni", "avx_vnni")
+
+
+def _profile_cpu(profile) -> tuple[str | None, list[str]]:
+    """(architecture, Arm core names) the profile describes; None / [] where it says none."""
+    text = f"{profile.name} {profile.description} {profile.runtime}"
+    cores = [c.lower() for c in _ARM_CORE.findall(text)]
+    if cores or _ARM_WORDS.search(text):
+        return "aarch64", cores
+    return ("x86_64" if _X86_WORDS.search(text) else None), []
+
+
+def machine_mismatch(machine: dict[str, Any], profile) -> str | None:
+    """Why a bench JSON's ``machine`` (as :func:`edgeshrink.bench.machine.machine_info`
+    records it) is not the device ``profile`` describes, or None when nothing recorded
+    contradicts it (an old JSON without machine facts is taken at its word).
+
+    Compared: the architecture (``x86_64`` profiles vs ``aarch64`` ones, from the profile's
+    name and description), the Arm cores a profile names (Raspberry Pi 4: Cortex-A72) against
+    the cores the JSON recorded, VNNI where the profile's kernels need it, and whether the
+    machine had the cores the profile runs on. A microcontroller runs no Python at all.
+
+    Example:
+        >>> machine_mismatch({"machine": "x86_64"}, load_profile("rpi4"))  # doctest: +SKIP
+        'it was measured on an x86_64 CPU; raspberry-pi-4 is aarch64'
+    """
+    if profile.kind == "mcu":
+        where = machine.get("cpu_model") or machine.get("machine") or "another machine"
+        return (f"{profile.name} is a microcontroller, which cannot run edgeshrink bench: the "
+                f"JSON was measured on {where}")
+    arch, cores = _profile_cpu(profile)
+    raw = str(machine.get("machine") or "").lower()
+    got = _ARCH.get(raw, raw or None)
+    if arch and got and got != arch:
+        return f"it was measured on an {got} CPU; {profile.name} is {arch}"
+    seen = [c.lower() for c in machine.get("cpu_core_types") or []]
+    seen += [c.lower() for c in _ARM_CORE.findall(str(machine.get("cpu_model") or ""))]
+    if cores and seen and not set(cores) & set(seen):
+        return (f"it was measured on {', '.join(dict.fromkeys(machine.get('cpu_core_types') or seen))} "
+                f"cores; {profile.name} has {', '.join(_ARM_CORE.findall(profile.description))}")
+    flags = machine.get("cpu_flags") or []
+    text = f"{profile.description} {profile.runtime}"
+    if arch == "x86_64" and "vnni" in text.lower() and flags and not set(_VNNI) & set(flags):
+        return (f"its CPU ({machine.get('cpu_model') or 'x86_64'}) has no VNNI, which "
+                f"{profile.name}'s INT8 kernels use")
+    count = machine.get("cpu_count")
+    if profile.kind == "cpu" and isinstance(count, int):
+        if count < profile.threads:
+            return (f"its machine had {count} core(s); {profile.name} runs {profile.threads} "
+                    "threads")
+        if cores and count != profile.cores:
+            return f"its machine had {count} cores; {profile.name} has {profile.cores}"
+    return None
 
 
 def _candidate_sha(cand: CandidateRecord, run_dir: Path | None) -> str | None:
@@ -108,8 +178,17 @@ def _apply(cand: CandidateRecord, found: list[dict[str, Any]]) -> None:
     cand.notes = {**cand.notes, "device_peak_rss_mb": main["peak_rss_mb"]}
 
 
+def _record_mismatch(cand: CandidateRecord, meas: dict[str, Any], why: str) -> None:
+    kept = [b for b in cand.notes.get("device_bench", []) if b.get("source") != meas["source"]]
+    cand.notes = {**cand.notes, "device_bench": [*kept, {
+        "source": meas["source"], "threads": meas["threads"], "p50": meas["stats"]["p50"],
+        "machine": {k: meas["machine"].get(k) for k in ("cpu_model", "cpu_count", "machine")},
+        "machine_mismatch": why}]}  # fmt: skip
+
+
 def apply_device_bench(
-    run: RunRecord, bench_jsons: list[Path | str], *, run_dir: Path | str | None = None
+    run: RunRecord, bench_jsons: list[Path | str], *, run_dir: Path | str | None = None,
+    device=None,
 ) -> RunRecord:
     """A copy of ``run`` whose matched candidates carry the device's latencies.
 
@@ -122,10 +201,19 @@ def apply_device_bench(
         run: the study's record; not modified.
         bench_jsons: files written by ``edgeshrink bench --json --out`` (single or compare).
         run_dir: the run folder, to hash artifacts that carry no ``notes["sha256"]``.
+        device: the profile (or its name) the figures are for; a JSON whose machine is not
+            that device (:func:`machine_mismatch`) leaves the latencies alone and is
+            recorded in the candidate's ``notes["device_bench"]`` with its
+            ``machine_mismatch`` (see :func:`mismatch_warnings`).
 
     Raises:
         UserError: a JSON is unreadable or matches no candidate.
     """
+    profile = None
+    if device is not None:
+        from edgeshrink.devices import load_profile
+
+        profile = load_profile(device)
     run = copy.deepcopy(run)
     cands = run.all_candidates()
     root = Path(run_dir) if run_dir is not None else None
@@ -134,8 +222,12 @@ def apply_device_bench(
     for path in map(Path, bench_jsons):
         hits = 0
         for meas in device_measurements(load_bench_json(path), source=path.name):
+            why = machine_mismatch(meas["machine"], profile) if profile else None
             for cand in _match(meas, cands, shas):
-                found.setdefault(cand.name, []).append(meas)
+                if why:
+                    _record_mismatch(cand, meas, why)
+                else:
+                    found.setdefault(cand.name, []).append(meas)
                 hits += 1
         if not hits:
             raise UserError(
@@ -146,6 +238,18 @@ def apply_device_bench(
         if cand.name in found:
             _apply(cand, found[cand.name])
     return run
+
+
+def mismatch_warnings(run: RunRecord, device: str) -> list[str]:
+    """One sentence per bench JSON set aside for ``device`` (see :func:`apply_device_bench`)."""
+    by_source: dict[str, tuple[str, list[str]]] = {}
+    for cand in run.all_candidates():
+        for b in cand.notes.get("device_bench", []):
+            why, names = by_source.setdefault(b["source"], (b["machine_mismatch"], []))
+            names.append(cand.name)
+    return [f"{source} is not used as {device}'s latency ({', '.join(names)}): {why}; measure "
+            "on the device itself, or give --device the profile of the machine that measured "
+            "it." for source, (why, names) in by_source.items()]
 
 
 def device_latencies(run: RunRecord) -> dict[str, tuple[float, str]]:
@@ -162,12 +266,20 @@ def device_latencies(run: RunRecord) -> dict[str, tuple[float, str]]:
 
 
 def merge_device_benches(
-    run: RunRecord, bench_jsons: list[Path | str], run_dir: Path | str
+    run: RunRecord, bench_jsons: list[Path | str], run_dir: Path | str, device=None
 ) -> tuple[RunRecord, dict[str, tuple[float, str]]]:
     """Apply device bench files to ``run``, save it in ``run_dir``, and return it with the
-    ``{candidate: (p50 ms, bench file)}`` the advisor takes as ``measured``."""
+    ``{candidate: (p50 ms, bench file)}`` the advisor takes as ``measured``.
+
+    With ``device``, a JSON measured on another machine is set aside with a warning on
+    stderr (:func:`mismatch_warnings`) and recorded in the candidates' notes."""
     from edgeshrink.results import save_run
 
-    run = apply_device_bench(run, bench_jsons, run_dir=run_dir)
+    run = apply_device_bench(run, bench_jsons, run_dir=run_dir, device=device)
+    if device is not None:
+        from edgeshrink.devices import load_profile
+
+        for sentence in mismatch_warnings(run, load_profile(device).name):
+            print(f"warning: {sentence}", file=sys.stderr)
     save_run(run, run_dir)
     return run, device_latencies(run)

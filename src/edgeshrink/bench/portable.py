@@ -1,8 +1,10 @@
 """A single-file copy of ``edgeshrink bench`` for a device: a zipapp (PEP 441).
 
-It holds ``edgeshrink/__init__.py``, ``edgeshrink/errors.py``, ``edgeshrink/bench/`` and
-``edgeshrink/monitor/``, nothing else, so it runs wherever numpy and onnxruntime are
-installed: ``python3 edgeshrink-bench.pyz model.onnx --threads 4`` benchmarks, and
+It holds ``edgeshrink/__init__.py``, ``edgeshrink/errors.py``, ``edgeshrink/bench/`` (the
+LiteRT and ExecuTorch sessions ``rt_*.py`` included) and ``edgeshrink/monitor/``, nothing
+else, so it runs wherever numpy and the model's runtime are installed (onnxruntime,
+ai-edge-litert or executorch; a missing one is named in one sentence, exit 2):
+``python3 edgeshrink-bench.pyz model.tflite --threads 4`` benchmarks, and
 ``python3 edgeshrink-bench.pyz monitor run model.onnx ...`` monitors.
 """
 

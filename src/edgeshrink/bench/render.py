@@ -1,5 +1,5 @@
 """Human-readable output of a bench report: a Rich table where Rich is installed, plain
-aligned text otherwise (a bare device has only numpy and onnxruntime)."""
+aligned text otherwise (a bare device has only numpy and its runtime)."""
 
 from __future__ import annotations
 
@@ -26,13 +26,22 @@ def _cpu(rep: dict[str, Any]) -> str:
     return text if others is None else f"{text}; others used {others:.2f} cores meanwhile"
 
 
+def _runtimes(rep: dict[str, Any]) -> str:
+    parts = []
+    for rt in rep.get("runtimes") or [{"name": "onnxruntime", "package": "onnxruntime"}]:
+        text = f"{rt['package']} {rt.get('version') or rep['versions'].get(rt['package'], '?')}"
+        if rt["name"] == "onnxruntime":
+            text += f" ({rep['options']['provider']})"
+        parts.append(text)
+    return ", ".join(parts)
+
+
 def _machine(rep: dict[str, Any]) -> str:
     m, o = rep["machine"], rep["options"]
     flags = " ".join(m["cpu_flags"]) or "none known"
     return (
         f"{m['cpu_model'] or m['machine']}, {m['cpu_count']} cores (flags: {flags}); "
-        f"onnxruntime {rep['versions']['onnxruntime']}, {o['provider']}, "
-        f"{o['threads']} thread(s)"
+        f"{_runtimes(rep)}, {o['threads']} thread(s)"
     )
 
 
@@ -79,7 +88,8 @@ def render_report(rep: dict[str, Any]) -> str | None:
         ["  before loading the model", _mb(rep["rss_before_load_mb"])],
         ["CPU while timing", _cpu(rep)],
     ]
-    return _emit(rep["model"]["name"], ["", "value"], rows, _machine(rep) + _warning(rep))
+    title = f"{rep['model']['name']} ({rep.get('runtime', {}).get('label', 'ONNX Runtime')})"
+    return _emit(title, ["", "value"], rows, _machine(rep) + _warning(rep))
 
 
 def render_compare(rep: dict[str, Any]) -> str | None:
@@ -91,6 +101,7 @@ def render_compare(rep: dict[str, Any]) -> str | None:
         return [name, *[fn(m) for m in models]]
 
     rows = [
+        row("runtime", lambda m: m["model"].get("runtime", "onnxruntime")),
         row("size", lambda m: _size(m["model"]["size_bytes"])),
         row("load", lambda m: _ms(m["load_ms"])),
         row("first inference", lambda m: _ms(m["first_inference_ms"])),

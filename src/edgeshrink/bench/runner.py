@@ -30,6 +30,7 @@ from edgeshrink.bench.session import (
     BenchError,
     model_size_bytes,
     open_session,
+    runtime_for,
     sha256_file,
 )
 from edgeshrink.bench.timing import (
@@ -59,14 +60,15 @@ class BenchOptions:
     """How to benchmark: threads, warm-up, timed runs or a time budget, inputs, provider.
 
     Attributes:
-        threads: ONNX Runtime intra-op threads (0 = its default, one per physical core).
+        threads: the runtime's threads (ONNX Runtime intra-op threads, LiteRT's and
+            ExecuTorch's thread pool; 0 = the runtime's default).
         warmup: untimed runs before timing.
         runs: timed runs; with ``budget_s`` also set, the upper bound.
         budget_s: time budget in seconds for the timed runs (``runs`` may then be None).
         batch: axis 0 of generated inputs whose first dimension is dynamic (default 1).
         inputs: an .npz file with the inputs; None generates them from declared shapes.
         dims: values for dynamic dimensions, ``{"seq": 128}`` or ``{"input.1": 128}``.
-        provider: ONNX Runtime execution provider.
+        provider: ONNX Runtime execution provider (``.onnx`` files only).
         seed: seed of the generated inputs.
 
     Example:
@@ -87,7 +89,7 @@ class BenchOptions:
     def __post_init__(self) -> None:
         if self.threads < 0:
             raise BenchError(
-                f"threads must be >= 0 (0 = ONNX Runtime's default), got {self.threads}."
+                f"threads must be >= 0 (0 = the runtime's default), got {self.threads}."
             )
         if self.warmup < 0:
             raise BenchError(f"warm-up runs must be >= 0, got {self.warmup}.")
@@ -139,6 +141,7 @@ def _model_info(path: Path, session) -> dict[str, Any]:
     return {
         "path": str(path),
         "name": path.name,
+        "runtime": runtime_for(path).name,
         "sha256": sha256_file(path),
         "size_bytes": model_size_bytes(path),
         "inputs": [s.to_dict() for s in input_specs(session)],
@@ -154,12 +157,16 @@ def _open_timed(path: Path, options: BenchOptions) -> tuple[Any, float]:
     return session, (time.perf_counter() - t0) * 1e3
 
 
-def _header(options: BenchOptions) -> dict[str, Any]:
+def _header(options: BenchOptions, paths: list[Path]) -> dict[str, Any]:
+    """Date, options, machine and versions; ``runtimes``: each runtime the files ran in
+    (name, package, version), in order of first use."""
+    runtimes = list(dict.fromkeys(runtime_for(p) for p in paths))
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),  # noqa: UP017
         "options": options.to_dict(),
         "machine": machine_info(),
-        "versions": versions(),
+        "runtimes": [rt.info() for rt in runtimes],
+        "versions": versions(runtimes),
     }
 
 
@@ -190,9 +197,11 @@ def bench_model(path: str | os.PathLike, options: BenchOptions | None = None) ->
         )["model"]
     stats = summarize(samples, batch=batch)
     peak, peak_source = peak_rss_mb()
+    header = _header(options, [path])
     return {
         "schema": SCHEMA,
-        **_header(options),
+        **header,
+        "runtime": header["runtimes"][0],
         "model": _model_info(path, session),
         "batch": batch,
         "load_ms": load_ms,
@@ -272,7 +281,7 @@ def compare(paths: list[str | os.PathLike], options: BenchOptions | None = None)
     peak, peak_source = peak_rss_mb()
     return {
         "schema": COMPARE_SCHEMA,
-        **_header(options),
+        **_header(options, paths),
         "models": reports,
         "ratios": _ratios(reports),
         "peak_rss_mb": peak,
@@ -301,7 +310,7 @@ def bench_fresh_process(
     """Run ``python -m edgeshrink.bench --json`` on ``path`` in a new process; its report.
 
     The report's ``peak_rss_mb`` is the high-water mark of a process that did nothing but
-    import numpy and onnxruntime, load the model and run it: the memory a device owner
+    import numpy and the model's runtime, load the model and run it: the memory a device owner
     will see, unlike an RSS delta inside a warm process that already holds arenas, caches
     and freed pages.
 

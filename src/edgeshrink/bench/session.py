@@ -1,19 +1,33 @@
-"""Opening a model in ONNX Runtime, with every failure turned into one clear sentence.
+"""Opening a model in the runtime its file is for, with every failure turned into one clear
+sentence.
 
-Only the standard library, numpy and onnxruntime may be imported anywhere in
-``edgeshrink.bench``: this code runs on the device, where nothing else is installed.
+``.onnx`` opens in ONNX Runtime, ``.tflite`` in LiteRT (:mod:`edgeshrink.bench.rt_litert`),
+``.pte`` in ExecuTorch (:mod:`edgeshrink.bench.rt_executorch`). Each session looks like an
+``onnxruntime.InferenceSession``: ``get_inputs()`` / ``get_outputs()`` (``.name``, ``.shape``,
+``.type`` as ``"tensor(float)"``) and ``run(None, feeds) -> list of arrays``.
+
+Only the standard library, numpy and the one runtime the file needs may be imported anywhere
+in ``edgeshrink.bench``: this code runs on the device, where nothing else is installed. The
+runtimes are imported on first use, so a device with only ``ai-edge-litert`` benches
+``.tflite`` files.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from edgeshrink.errors import UserError
 
 __all__ = [
     "BenchError",
+    "Runtime",
+    "RUNTIMES",
+    "runtime_for",
+    "runtime_version",
     "open_session",
     "model_files",
     "model_size_bytes",
@@ -26,6 +40,89 @@ DEFAULT_PROVIDER = "CPUExecutionProvider"
 
 class BenchError(UserError):
     """A bad input to ``edgeshrink bench``: one sentence on stderr, exit code 2."""
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """A runtime ``edgeshrink bench`` can open files in.
+
+    Attributes:
+        name: what reports call it (``onnxruntime``, ``litert``, ``executorch``).
+        label: what a person reads.
+        suffix: the file suffix it opens.
+        module: the ``edgeshrink.bench`` module with ``open_session(path, threads=1)``
+            (None: ONNX Runtime, opened here).
+        package: the pip distribution that installs the runtime (its version is reported).
+        import_name: the runtime's top-level Python module.
+    """
+
+    name: str
+    label: str
+    suffix: str
+    module: str | None
+    package: str
+    import_name: str
+
+    def info(self) -> dict[str, str | None]:
+        """What a report records: ``{"name", "label", "package", "version"}``."""
+        return {"name": self.name, "label": self.label, "package": self.package,
+                "version": runtime_version(self)}
+
+
+RUNTIMES = {
+    ".onnx": Runtime("onnxruntime", "ONNX Runtime", ".onnx", None, "onnxruntime", "onnxruntime"),
+    ".tflite": Runtime("litert", "LiteRT", ".tflite", "edgeshrink.bench.rt_litert",
+                       "ai-edge-litert", "ai_edge_litert"),
+    ".pte": Runtime("executorch", "ExecuTorch", ".pte", "edgeshrink.bench.rt_executorch",
+                    "executorch", "executorch"),
+}
+_SUFFIXES = ", ".join(RUNTIMES)
+
+
+def _sniff(path: Path) -> str | None:
+    """The suffix a file's header says it is (FlatBuffer identifiers ``TFL3`` / ``ET..`` at
+    byte 4), for files named otherwise; None when it says nothing we know."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        return None
+    if head[4:8] == b"TFL3":
+        return ".tflite"
+    if head[4:6] == b"ET" and head[6:8].isdigit():
+        return ".pte"
+    return None
+
+
+def runtime_for(path: str | os.PathLike) -> Runtime:
+    """The runtime that opens ``path``: by suffix; a file with another suffix by its header,
+    else ONNX Runtime (as before .tflite and .pte were supported).
+
+    Example:
+        >>> runtime_for("model.tflite").name
+        'litert'
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in RUNTIMES:
+        suffix = _sniff(path) or ".onnx"
+    return RUNTIMES[suffix]
+
+
+def runtime_version(runtime: Runtime) -> str | None:
+    """The version of ``runtime`` this process runs: its imported module's ``__version__``
+    (``onnxruntime-gpu`` and board wheels install under other names), else the installed
+    package's; None if neither is known."""
+    import sys
+    from importlib import metadata
+
+    version = getattr(sys.modules.get(runtime.import_name), "__version__", None)
+    if version:
+        return str(version)
+    try:
+        return metadata.version(runtime.package)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def import_ort():
@@ -41,9 +138,10 @@ def import_ort():
 
 def _check_model_path(path: Path) -> None:
     if not path.exists():
-        raise BenchError(f"model file {path} does not exist; give the path of an .onnx file.")
+        raise BenchError(f"model file {path} does not exist; give the path of an {_SUFFIXES} "
+                         "file.")
     if not path.is_file():
-        raise BenchError(f"{path} is not a file; give the path of an .onnx file.")
+        raise BenchError(f"{path} is not a file; give the path of an {_SUFFIXES} file.")
 
 
 def model_files(path: str | os.PathLike) -> list[Path]:
@@ -104,23 +202,71 @@ def _first_line(exc: BaseException, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _install_hint(rt: Runtime) -> str:
+    return f"`pip install {rt.package}`"
+
+
+def _import_runtime_module(rt: Runtime):
+    """The ``edgeshrink.bench`` module that opens ``rt``'s files, or a BenchError naming
+    what to install (the module itself, or the runtime it imports)."""
+    try:
+        return importlib.import_module(rt.module)
+    except ImportError as exc:
+        if getattr(exc, "name", None) == rt.module:
+            raise BenchError(
+                f"this copy of edgeshrink bench cannot run {rt.suffix} files ({rt.module} is "
+                f"missing); update edgeshrink (or rewrite the .pyz with --write-pyz) and "
+                f"install {rt.label} with {_install_hint(rt)}.") from None
+        raise BenchError(f"{rt.label} cannot be imported ({exc}); install it on this machine "
+                         f"with {_install_hint(rt)}.") from None
+
+
+def _open_other(rt: Runtime, path: Path, threads: int):
+    module = _import_runtime_module(rt)
+    try:
+        return module.open_session(path, threads=threads)
+    except BenchError:
+        raise
+    except UserError as exc:
+        raise BenchError(str(exc)) from None
+    except ImportError as exc:  # the runtime is imported when the first file is opened
+        raise BenchError(f"{rt.label} cannot be imported ({exc}); install it on this machine "
+                         f"with {_install_hint(rt)}.") from None
+    except Exception as exc:  # the runtimes' own (pybind / RuntimeError) types
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, ImportError):  # a session that wraps the missing import
+            raise BenchError(f"{rt.label} cannot be imported ({cause}); install it on this "
+                             f"machine with {_install_hint(rt)}.") from None
+        raise BenchError(
+            f"{path} is not a loadable {rt.suffix} model for {rt.label} ({_first_line(exc)}); "
+            "rebuild it or check that the copy is complete.") from None
+
+
 def open_session(path: str | os.PathLike, *, threads: int = 1, provider: str = DEFAULT_PROVIDER):
-    """An ``onnxruntime.InferenceSession`` for ``path`` with ``threads`` intra-op threads.
+    """A session for ``path`` in its runtime (by suffix: :data:`RUNTIMES`) with ``threads``
+    threads: an ``onnxruntime.InferenceSession`` for ``.onnx``, a LiteRT or ExecuTorch
+    session with the same methods for ``.tflite`` / ``.pte``.
 
     Raises:
-        BenchError: the file is missing, not a loadable ONNX model, or the provider is absent.
+        BenchError: the file is missing or not loadable, its runtime is not installed (the
+            sentence names the ``pip install``), or the ORT provider is absent.
 
     Example:
         >>> sess = open_session("model.onnx", threads=2)  # doctest: +SKIP
         >>> [i.name for i in sess.get_inputs()]  # doctest: +SKIP
         ['input']
     """
-    ort = import_ort()
-
     path = Path(path)
     _check_model_path(path)
     if threads < 0:
-        raise BenchError(f"threads must be >= 0 (0 = ONNX Runtime's default), got {threads}.")
+        raise BenchError(f"threads must be >= 0 (0 = the runtime's default), got {threads}.")
+    rt = runtime_for(path)
+    if rt.module is not None:
+        if provider != DEFAULT_PROVIDER:
+            raise BenchError(f"--provider {provider} is an ONNX Runtime setting; {path.name} "
+                             f"runs in {rt.label}, on the CPU.")
+        return _open_other(rt, path, threads)
+    ort = import_ort()
     _check_provider(provider)
     try:
         return ort.InferenceSession(

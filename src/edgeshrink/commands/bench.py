@@ -1,7 +1,8 @@
-"""``edgeshrink bench``: measure an ONNX model with ONNX Runtime on this machine.
+"""``edgeshrink bench``: measure a model in its runtime on this machine (``.onnx`` in ONNX
+Runtime, ``.tflite`` in LiteRT, ``.pte`` in ExecuTorch).
 
 The same code runs as ``python -m edgeshrink.bench`` on a device that has only numpy and
-onnxruntime; this command is its Typer face on the host.
+that runtime; this command is its Typer face on the host.
 """
 
 from __future__ import annotations
@@ -14,18 +15,19 @@ __all__ = ["register"]
 
 
 def bench(
-    models: list[Path] = typer.Argument(None, help="The .onnx file(s); several need --compare."),
+    models: list[Path] = typer.Argument(None, help="The .onnx, .tflite or .pte file(s); several need --compare."),
     compare: bool = typer.Option(
         False, "--compare", help="Time the models interleaved in one run and print ratios."
     ),
-    threads: int = typer.Option(1, help="Intra-op threads (0 = ONNX Runtime's default)."),
+    threads: int = typer.Option(1, help="Runtime threads (0 = the runtime's default)."),
     warmup: int = typer.Option(10, help="Untimed runs before timing."),
     runs: int = typer.Option(None, help="Timed runs (default 100; the cap when --budget is set)."),
     budget: float = typer.Option(None, metavar="SECONDS", help="Time budget for the timed runs."),
     batch: int = typer.Option(None, help="Axis 0 of inputs whose batch dimension is dynamic."),
     inputs: Path = typer.Option(None, metavar="NPZ", help=".npz with the input arrays."),
     dim: list[str] = typer.Option(None, metavar="NAME=N", help="Value of a dynamic dimension."),
-    provider: str = typer.Option("CPUExecutionProvider", help="ONNX Runtime execution provider."),
+    provider: str = typer.Option("CPUExecutionProvider",
+                                 help="ONNX Runtime execution provider (.onnx files only)."),
     seed: int = typer.Option(0, help="Seed of generated inputs."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     out: Path = typer.Option(None, metavar="FILE", help="Also write the JSON report here."),

@@ -53,7 +53,8 @@ def recommend(
         from edgeshrink.bench.merge import merge_device_benches
         from edgeshrink.results import load_run
 
-        _, measured = merge_device_benches(load_run(run_dir), list(bench_json), run_dir)
+        _, measured = merge_device_benches(load_run(run_dir), list(bench_json), run_dir,
+                                           device=device)
     try:
         rec = advise_run(run_dir, device, cons, priority, measured=measured)
     except NoFit:

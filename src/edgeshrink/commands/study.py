@@ -137,7 +137,7 @@ def study(
     if bench_json:
         from edgeshrink.bench.merge import merge_device_benches
 
-        run, measured = merge_device_benches(run, list(bench_json), out)
+        run, measured = merge_device_benches(run, list(bench_json), out, device=device)
     advice_error = None
     if device:
         from edgeshrink.advisor import advise_run

@@ -85,7 +85,7 @@ def test_compare_cli_and_plain_text_without_rich(capsys, tmp_path, monkeypatch):
         (None, ["MLP", "--threads", "-1"], "threads must be >= 0"),
         (None, ["MLP", "--provider", "NoSuchProvider"], "not available"),
         (None, ["--compare", "MLP"], "at least two models"),
-        (None, [], "give the .onnx file"),
+        (None, [], "give the .onnx, .tflite or .pte file"),
     ],
 )
 def test_bad_input_is_one_sentence_and_exit_2(

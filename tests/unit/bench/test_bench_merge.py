@@ -90,3 +90,71 @@ def test_unmatched_or_bad_json_is_a_user_error(run_dir, tmp_path):
         apply_device_bench(run, [tmp_path / "junk.json"])
     with pytest.raises(UserError, match="not an edgeshrink bench report"):
         apply_device_bench(run, [_write(tmp_path / "x.json", {"a": 1})])
+
+
+# ------------------------------------------------------------ the JSON's machine vs the device
+
+PI4 = {"machine": "aarch64", "cpu_model": "BCM2835", "cpu_core_types": ["Cortex-A72"],
+       "cpu_count": 4, "cpu_flags": ["asimd"]}
+PI5 = {**PI4, "cpu_core_types": ["Cortex-A76"], "cpu_flags": ["asimd", "asimddp"]}
+AVX2_LAPTOP = {"machine": "x86_64", "cpu_model": "AMD Ryzen 5 3600", "cpu_count": 12,
+               "cpu_flags": ["avx", "fma", "avx2"]}
+XEON_8380 = {"machine": "x86_64", "cpu_model": "Intel(R) Xeon(R) Platinum 8380", "cpu_count": 80,
+             "cpu_flags": ["avx2", "avx512f", "avx512_vnni"]}
+
+
+@pytest.mark.parametrize("machine,device,expect", [
+    (PI4, "rpi4", None),
+    (PI5, "rpi4", "measured on Cortex-A76 cores; raspberry-pi-4 has Cortex-A72"),
+    (PI4, "rpi5", "measured on Cortex-A72 cores; raspberry-pi-5 has Cortex-A76"),
+    ({**PI4, "cpu_count": 64, "cpu_core_types": []}, "rpi4",
+     "its machine had 64 cores; raspberry-pi-4 has 4"),
+    (AVX2_LAPTOP, "rpi4", "measured on an x86_64 CPU; raspberry-pi-4 is aarch64"),
+    (PI4, "x86-server-vnni", "measured on an aarch64 CPU; x86-server-vnni is x86_64"),
+    (AVX2_LAPTOP, "x86-server-vnni", "has no VNNI"),
+    (XEON_8380, "x86-server-vnni", None),
+    ({**XEON_8380, "cpu_count": 2}, "x86-server-vnni", "had 2 core(s); x86-server-vnni runs 8"),
+    (PI4, "cortex-m7", "cortex-m7 is a microcontroller, which cannot run edgeshrink bench"),
+    ({}, "rpi4", None),  # an old JSON without machine facts is taken at its word
+    ({"machine": "aarch64", "cpu_core_types": ["Cortex-A57"], "cpu_count": 4}, "jetson-nano",
+     None),
+    ({"machine": "aarch64", "cpu_core_types": ["Cortex-X3", "Cortex-A715", "Cortex-A510"],
+      "cpu_count": 8}, "android-npu", None),
+])  # fmt: skip
+def test_machine_mismatch_against_profiles(machine, device, expect):
+    from edgeshrink.bench.merge import machine_mismatch
+    from edgeshrink.devices import load_profile
+
+    why = machine_mismatch(machine, load_profile(device))
+    if expect is None:
+        assert why is None
+    else:
+        assert why is not None and expect in why
+
+
+def test_a_json_from_another_machine_is_flagged_and_not_used(run_dir, tmp_path, capsys):
+    from edgeshrink.bench.merge import device_latencies, merge_device_benches
+
+    root, run = run_dir
+    rep = bench_model(root / "artifacts/int8.onnx", BenchOptions(runs=3, threads=1))
+    here = _write(tmp_path / "here.json", rep)  # measured on this (x86_64) machine
+    out, measured = merge_device_benches(run, [here], root, device="rpi4")
+    assert measured == {}  # the advisor keeps its Pi 4 estimate
+    int8 = out.get("int8")
+    assert int8.latency_ms["p50"] == 222.0 and int8.latency_ms["source"] == "measured"
+    (flag,) = int8.notes["device_bench"]
+    assert flag["source"] == "here.json" and flag["p50"] == rep["latency_ms"]["p50"]
+    assert "x86_64" in flag["machine_mismatch"] and "raspberry-pi-4" in flag["machine_mismatch"]
+    err = capsys.readouterr().err
+    assert err.startswith("warning: here.json is not used as raspberry-pi-4's latency (int8):")
+    assert err.count("\n") == 1
+    from edgeshrink.results import load_run
+
+    assert load_run(root).get("int8").notes["device_bench"][0]["machine_mismatch"]  # saved
+    # the same JSON, said to be from a Pi 4 (the machine it was given for), is used
+    rep["machine"] = PI4
+    pi = _write(tmp_path / "pi.json", rep)
+    out, measured = merge_device_benches(run, [pi], root, device="rpi4")
+    assert measured["int8"] == (rep["latency_ms"]["p50"], "pi.json")
+    assert "device_bench" not in out.get("int8").notes and capsys.readouterr().err == ""
+    assert device_latencies(out) == measured
