@@ -127,7 +127,7 @@ def loading_code(run_dir: Path | str, cand: CandidateRecord, *, threads: int = 1
     name = Path(cand.artifact).name
     try:
         code = get_target(_runtime(cand)).loading_code(_artifact(run_dir, cand), file_name=name)
-    except UserError:
+    except Exception:  # noqa: BLE001 - a file the runtime cannot open here gets the default
         code = ""
     return code.strip() + "\n" if code.strip() else _default_code(run_dir, cand, threads)
 
