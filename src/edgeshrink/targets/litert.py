@@ -210,22 +210,45 @@ def _fp16_weights(data: bytes) -> bytes:
     """Float weights stored as fp16 with a DEQUANTIZE op in front (the TFLite converter's
     float16 scheme), through ai-edge-quantizer's float-casting recipe."""
     from ai_edge_quantizer import quantizer as aeq
+    from ai_edge_quantizer import recipe_manager
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+    from ai_edge_quantizer.qtyping import TFLOperationName
 
-    recipe = [{"regex": ".*", "operation": "*", "algorithm_key": "float_casting",
-               "op_config": {"weight_tensor_config": {"num_bits": 16, "dtype": "float"},
-                             "compute_precision": "float", "explicit_dequantize": True}}]
-    q = aeq.Quantizer(bytearray(data), recipe)
+    rm = recipe_manager.RecipeManager()
+    rm.add_weight_only_config(regex=".*", operation_name=TFLOperationName.ALL_SUPPORTED,
+                              num_bits=16, algorithm_key=AlgorithmName.FLOAT_CASTING)
+    q = aeq.Quantizer(bytearray(data), rm.get_quantization_recipe())
     return bytes(q.quantize().quantized_model)
 
 
 _OP_RE = re.compile(r"(aten[.:]+[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)?|torch\.ops\.[\w.]+)")
 
 
-def _conversion_error(exc: Exception) -> TargetError:
-    """One sentence naming the op litert-torch could not lower, where its message names one."""
+def _unlowered_op(model, x) -> str | None:
+    """The first aten op of ``model`` (after litert-torch's decompositions) that litert-torch
+    has no lowering for, or ``None``: for failures whose message names no op."""
+    import torch
+    from litert_torch import fx_infra
+    from litert_torch.backend.lowerings import registry
+
+    with contextlib.suppress(Exception):
+        ep = fx_infra.safe_run_decompositions(torch.export.export(model, x),
+                                              fx_infra.decomp.pre_lower_decomp(),
+                                              can_skip=False)  # fmt: skip
+        for node in ep.graph.nodes:
+            if (node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload)
+                    and registry.lookup(node.target) is None):
+                return str(node.target)
+    return None
+
+
+def _conversion_error(exc: Exception, model=None, x=None) -> TargetError:
+    """One sentence naming the op litert-torch could not lower (from its message, or found
+    by looking each op up in its lowering registry)."""
     text = f"{type(exc).__name__}: {exc}"
     m = _OP_RE.search(text)
-    what = f"the op {m.group(1)}" if m else f"this model ({' '.join(text.split())[:160]})"
+    op = m.group(1) if m else (_unlowered_op(model, x) if model is not None else None)
+    what = f"the op {op}" if op else f"this model ({' '.join(text.split())[:160]})"
     return TargetError(f"LiteRT (litert-torch) cannot convert {what}.")
 
 
@@ -238,7 +261,7 @@ def build_tflite(model, ctx: TransformContext, cfg: LiteRTConfig) -> tuple[bytes
         raise TargetError(why)
     import litert_torch
 
-    model = copy.deepcopy(model).eval()
+    model = source = copy.deepcopy(model).eval()
     x = ctx.task.example_inputs()
     notes = {"format": "tflite", "precision": cfg.precision, "batch": int(x[0].shape[0]),
              "converter": "litert-torch"}
@@ -255,7 +278,7 @@ def build_tflite(model, ctx: TransformContext, cfg: LiteRTConfig) -> tuple[bytes
     except TargetError:
         raise
     except Exception as exc:  # litert-torch raises many kinds: say which op, in one sentence
-        raise _conversion_error(exc) from exc
+        raise _conversion_error(exc, source, x) from exc
     if cfg.precision == "int8":
         from edgeshrink.targets.tflite_file import float_io
 
