@@ -28,7 +28,7 @@ __all__ = ["open_session", "LiteRTSession", "TensorArg", "quantize", "dequantize
            "MISSING"]
 
 MISSING = ("the LiteRT runtime is not installed: pip install ai-edge-litert "
-           "(or edgeshrink[litert] to build .tflite files too).")
+           "(edgeshrink[litert-runtime]; edgeshrink[litert] to build .tflite files too).")
 _ORT_TYPES = {np.float32: "tensor(float)", np.float16: "tensor(float16)",
               np.int8: "tensor(int8)", np.uint8: "tensor(uint8)", np.int16: "tensor(int16)",
               np.int32: "tensor(int32)", np.int64: "tensor(int64)", np.bool_: "tensor(bool)"}
