@@ -130,6 +130,7 @@ def mnv2_rows(work: Path, log=print) -> list[list[str]]:
         rows.append([label, f"{m['top1_agreement']:.2f}", f"{m['top5_agreement']:.2f}",
                      f"{m['mean_kl']:.4f}", f"{art.path.stat().st_size / 1024:.0f}",
                      f"{secs:.0f}"])
+        log(f"litert: {rows[-1]}")
 
     log("litert: mobilenetv2 fp32")
     row("FP32 .tflite", *_build(task, [LiteRTConfig(precision="fp32")], work, "mnv2-fp32"))
@@ -143,7 +144,21 @@ def mnv2_rows(work: Path, log=print) -> list[list[str]]:
     return rows, n
 
 
+def _cpu_flags() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        flags = set(next(ln for ln in text.splitlines() if ln.startswith("flags"))
+                    .split(":")[1].split())
+    except (OSError, StopIteration):
+        return "unknown"
+    names = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_vnni": "VNNI", "avx_vnni": "VNNI",
+             "amx_int8": "AMX"}
+    return ", ".join(sorted({v for k, v in names.items() if k in flags})) or "none of AVX2+"
+
+
 def run(ctx=None) -> str:
+    import platform
+
     import torch
 
     ctx = _ctx(ctx)
@@ -151,6 +166,9 @@ def run(ctx=None) -> str:
     log = getattr(ctx, "log", print)
     rows = cnn_rows(ctx.work, log=log)
     out = [
+        f"CPU: {platform.machine()}, flags {_cpu_flags()}; 2 torch threads; LiteRT "
+        "interpreter with 2 threads (XNNPACK), the file converted at batch 1 and looped.",
+        "",
         "### Zoo CNN tasks: full-integer .tflite in LiteRT's interpreter",
         "",
         "`LiteRTConfig(precision=\"int8\", calibration_samples=1024)` (min-max calibrator, "
