@@ -4,7 +4,9 @@ in LiteRT's interpreter (XNNPACK).
 Precisions (:class:`~edgeshrink.targets.configs.LiteRTConfig`): ``fp32``; ``fp16`` (weights
 stored in fp16, run in fp32); ``int8-dynamic`` (int8 weights, activations quantized per
 batch); ``int8`` (full integer: int8 activations calibrated on the task's data, per-channel
-symmetric int8 weights; ``io="int8"`` leaves int8 tensors at the interface, TFLM's contract).
+symmetric int8 weights; ``io="int8"``: every layer integer and int8 tensors at the
+interface, TFLM's contract; ``io="float"``: float in, and the output layer writes float
+logits from int8 inputs and weights).
 
 Full integer goes through PT2E (``prepare_pt2e`` / ``convert_pt2e``) with litert-torch's
 ``PT2EQuantizer`` annotations, but with our activation calibrators
@@ -355,6 +357,7 @@ def build_tflite(model, ctx: TransformContext, cfg: LiteRTConfig) -> tuple[bytes
 
         if cfg.io == "float":
             data = float_io(data)
+            notes["output_layer"] = "float compute, int8 weights (float logits)"
         notes.update(scheme="full integer: int8 activations (per-tensor, asymmetric), "
                             "int8 weights (per-channel, symmetric)",
                      calibrator=cfg.calibrator, io=cfg.io,
