@@ -26,6 +26,7 @@ import copy
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -346,8 +347,7 @@ def build_tflite(model, ctx: TransformContext, cfg: LiteRTConfig) -> tuple[bytes
             data = bytes(litert_torch.convert(model, x, quant_config=quant).model_content())
             if cfg.precision == "fp16":
                 data = _fp16_weights(data)
-            elif cfg.precision == "int8" and FLOAT_OUTPUT and cfg.io == "float":
-                data = _int8_weights_of_float_ops(data)
+
     except TargetError:
         raise
     except Exception as exc:  # litert-torch raises many kinds: say which op, in one sentence
@@ -356,8 +356,12 @@ def build_tflite(model, ctx: TransformContext, cfg: LiteRTConfig) -> tuple[bytes
         from edgeshrink.targets.tflite_file import float_io
 
         if cfg.io == "float":
-            data = float_io(data)
-            notes["output_layer"] = "float compute, int8 weights (float logits)"
+            data = float_io(data)  # before: the quantizer may store weights past the buffer
+            if FLOAT_OUTPUT:
+                with _quiet(), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # "already partially quantized": we know
+                    data = _int8_weights_of_float_ops(data)
+                notes["output_layer"] = "float compute, int8 weights (float logits)"
         notes.update(scheme="full integer: int8 activations (per-tensor, asymmetric), "
                             "int8 weights (per-channel, symmetric)",
                      calibrator=cfg.calibrator, io=cfg.io,
