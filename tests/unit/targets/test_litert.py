@@ -108,6 +108,9 @@ def test_micro_header_holds_the_file_bytes(built):
     assert data == art.path.read_bytes()
     assert f"micro_tflite_len = {len(data)};" in text
     assert get_target("litert").shipped_files(art) == [art.path, header]
+    figures = get_target("litert").figures(art, (np.zeros((1, 1, 8, 8), np.float32),), (1,),
+                                           budget_s=0.05)
+    assert figures["size"] == art.path.stat().st_size  # flash holds the bytes, not the text
     code = get_target("litert").loading_code(art, file_name="micro.tflite")
     assert "Interpreter" in code and "MicroMutableOpResolver" in code and "AddConv2D" in code
 
