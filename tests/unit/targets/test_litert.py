@@ -66,9 +66,10 @@ def test_lenet5_digits_full_int8_within_half_a_point_of_fp32(digits_task, built)
     target = get_target("litert")
     fp32 = digits_task.metric(target.outputs(built["fp32"], digits_task.eval),
                               digits_task.eval.targets)
-    int8 = digits_task.metric(target.outputs(built["int8"], digits_task.eval),
-                              digits_task.eval.targets)
-    assert fp32 - int8 <= 0.5, (fp32, int8)
+    for name in ("int8", "micro"):  # float I/O, and every layer integer with int8 I/O
+        int8 = digits_task.metric(target.outputs(built[name], digits_task.eval),
+                                  digits_task.eval.targets)
+        assert fp32 - int8 <= 0.5, (name, fp32, int8)
 
 
 def test_int8_io_has_int8_tensors_and_float_io_has_float(built):
