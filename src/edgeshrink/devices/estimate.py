@@ -110,7 +110,10 @@ class Estimate:
 def workload_from_candidate(c: Any) -> Workload:
     """A :class:`Workload` from a ``results.CandidateRecord`` (record fields only)."""
     notes = getattr(c, "notes", None) or {}
-    ops = notes.get("onnx_nodes") or notes.get("ops")
+    # the ops the runtime dispatches (LiteRT/ExecuTorch builders: runtime_ops; ONNX: the
+    # graph after ORT's fusions); a list of op names is a fact about kinds, not a count
+    ops = next((n for n in (notes.get("runtime_ops"), notes.get("onnx_nodes"), notes.get("ops"))
+                if isinstance(n, int) and not isinstance(n, bool) and n > 0), None)
     split = notes.get("macs_by_precision")
     return Workload(
         name=c.name, macs=int(c.macs), params=int(c.params or 0),

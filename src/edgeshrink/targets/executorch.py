@@ -226,6 +226,8 @@ def _delegation(program, excluded: list[str]) -> dict[str, Any]:
         if name.startswith("lowered_module"):
             inside += sum(n.op == "call_function" for n in mod.original_module.graph.nodes)
     notes = {"delegate": "XNNPACK", "delegates": len(calls), "delegated_ops": inside,
+             "runtime_ops": inside + sum(n not in calls and "getitem" not in str(n.target)
+                                         for n in top),
              "undelegated_ops": rest, "fully_delegated": not rest}  # fmt: skip
     if excluded:
         notes["kept_out_of_xnnpack"] = (

@@ -138,8 +138,9 @@ def _build(cfg: LiteRTConfig, model, ctx: TransformContext) -> Artifact:
     from edgeshrink.targets import tflite_file as tf
 
     data, notes = build_tflite(model, ctx, cfg)
+    ops = tf.op_names(data)
+    notes["runtime_ops"] = len(ops)  # what the interpreter dispatches: the estimate's per-op cost
     if cfg.micro:
-        ops = tf.op_names(data)
         tf.check_micro_ops(ops)
         notes["ops"] = sorted(set(ops))
         notes["arena_bytes"] = tf.arena_bytes(data)
