@@ -55,16 +55,19 @@ class RuntimeEntry:
         micro: LiteRT only: the device runs TensorFlow Lite Micro (full-integer ``.tflite``
             with int8 input/output, TFLM op check, tensor arena, C array header).
         note: what a person should know (kernels, quantization scheme).
+        per_op_us: the dispatch cost of one op in this runtime, where it differs from the
+            profile's ``overhead_us.per_op`` (XNNPACK runs a delegated graph as one call).
     """
 
     name: str
     formats: tuple[str, ...]
     micro: bool = False
     note: str = ""
+    per_op_us: float | None = None
 
     def summary(self) -> dict[str, Any]:
         return {"name": self.name, "formats": list(self.formats), "micro": self.micro,
-                "note": self.note}
+                "note": self.note, "per_op_us": self.per_op_us}
 
     def label(self) -> str:
         """``litert (micro): int8``."""
@@ -166,6 +169,13 @@ class Profile:
                 "accelerates": dict(self.accelerates), "runtime": self.runtime,
                 "runtimes": [r.summary() for r in self.runtimes]}
 
+    def per_op_us(self, runtime: str = "") -> float:
+        """Dispatch cost (µs) of one op of a file for ``runtime`` on this device."""
+        for entry in self.runtimes:
+            if entry.name == runtime and entry.per_op_us is not None:
+                return entry.per_op_us
+        return self.overhead_us.get("per_op", 0.0)
+
     def runtime_rank(self, runtime: str) -> int | None:
         """Where ``runtime`` (an artifact's ``runtime``) stands in the device's preference
         order (0 = preferred); None when it does not ship on the device. The advisor's
@@ -216,7 +226,7 @@ def _runtime_entries(raw: Any, path: Path) -> tuple[RuntimeEntry, ...]:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise UserError(f"{where}: each entry needs a name and formats, such as "
                             f"{{name: litert, formats: [int8, fp32]}}; got {item!r}.")
-        unknown = sorted(set(item) - {"name", "formats", "micro", "note"})
+        unknown = sorted(set(item) - {"name", "formats", "micro", "note", "per_op_us"})
         if unknown:
             raise UserError(f"{where}: {item['name']} has unknown key(s) {', '.join(unknown)}.")
         formats = item.get("formats")
@@ -227,8 +237,13 @@ def _runtime_entries(raw: Any, path: Path) -> tuple[RuntimeEntry, ...]:
                 item.get("note", ""), str):
             raise UserError(f"{where}: {item['name']}: micro must be true or false and note "
                             "text.")
+        per_op = item.get("per_op_us")
+        if per_op is not None and not (_number(per_op) and per_op >= 0):
+            raise UserError(f"{where}: {item['name']}: per_op_us must be a number of "
+                            f"microseconds >= 0, got {per_op!r}.")
         entries.append(RuntimeEntry(item["name"], tuple(formats), item.get("micro", False),
-                                    item.get("note", "")))
+                                    item.get("note", ""),
+                                    None if per_op is None else float(per_op)))
     return tuple(entries)
 
 

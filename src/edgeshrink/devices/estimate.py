@@ -57,6 +57,7 @@ class Workload:
             ``structured``/``n:m``.
         ops: runtime graph nodes (each costs a dispatch); None: :data:`DEFAULT_OPS`.
         file_bytes: bytes of the artifact file; encoded_bytes: of its sparse/packed form.
+        runtime: the target that runs the file (its per-op cost may be the device's own).
         macs_by_precision: ``{precision: MACs}`` of the shipped file's ops by the precision
             each runs in (only the proportions are used); None: all at ``precision``.
     """
@@ -72,6 +73,7 @@ class Workload:
     file_bytes: int = 0
     encoded_bytes: int | None = None
     macs_by_precision: dict[str, float] | None = None
+    runtime: str = ""
 
     def precision_split(self) -> dict[str, float]:
         """``{precision: fraction of the MACs}``, summing to 1."""
@@ -122,6 +124,7 @@ def workload_from_candidate(c: Any) -> Workload:
         ops=int(ops) if ops else None, file_bytes=int(c.size_bytes or 0),
         encoded_bytes=c.size_encoded_bytes,
         macs_by_precision=dict(split) if isinstance(split, dict) and split else None,
+        runtime=str(getattr(c, "runtime", "") or ""),
     )
 
 
@@ -197,7 +200,7 @@ def estimate(w: Workload, profile: Profile) -> Estimate:
     memory_s = moved / (bandwidth * 1e9)
     ops = w.ops if w.ops is not None else DEFAULT_OPS
     over_s = (profile.overhead_us.get("per_inference", 0.0)
-              + ops * profile.overhead_us.get("per_op", 0.0)) * 1e-6
+              + ops * profile.per_op_us(w.runtime)) * 1e-6
     latency_s = max(compute_s, memory_s) + over_s
     bound = "overhead" if over_s > max(compute_s, memory_s) else (
         "compute" if compute_s >= memory_s else "memory")
