@@ -129,6 +129,8 @@ def loading_code(run_dir: Path | str, cand: CandidateRecord, *, threads: int = 1
         code = get_target(_runtime(cand)).loading_code(_artifact(run_dir, cand), file_name=name)
     except Exception:  # noqa: BLE001 - a file the runtime cannot open here gets the default
         code = ""
+    if code.strip() and "```" not in code:  # a target's bare snippet: fence it for README.md
+        code = f"```python\n{code.strip()}\n```"
     return code.strip() + "\n" if code.strip() else _default_code(run_dir, cand, threads)
 
 

@@ -253,7 +253,8 @@ class LiteRTTarget(Target):
             "  memcpy(output, out->data.int8, out->bytes);\n"
             "  return 0;\n}\n"
         )
-        return f"Python (LiteRT):\n\n{py}\nC++ (TensorFlow Lite Micro):\n\n{cc}"
+        return (f"Python (LiteRT):\n\n```python\n{py}```\n\n"
+                f"C++ (TensorFlow Lite Micro):\n\n```cpp\n{cc}```")
 
 
 _CAMEL = {"CONV_2D": "Conv2D", "DEPTHWISE_CONV_2D": "DepthwiseConv2D",
