@@ -40,8 +40,10 @@ def _run(tmp_path, cand, files):
 
 
 def test_litert_micro_folder_has_tflite_header_and_tflm_code(tmp_path):
+    # the LiteRT builder records the header by name, beside the .tflite
     cand = _cand("int8-full", "artifacts/int8-full.tflite", "litert",
-                 {"c_header": "artifacts/int8-full.h", "arena_bytes": 12_288})
+                 {"c_header": "int8-full.h", "arena_bytes": 12_288,
+                  "ops": ["CONV_2D", "FULLY_CONNECTED"]})
     out = _run(tmp_path, cand, {"artifacts/int8-full.tflite": b"TFL3model",
                                 "artifacts/int8-full.h": HEADER.encode()})
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "int8-full.h",
@@ -50,9 +52,9 @@ def test_litert_micro_folder_has_tflite_header_and_tflm_code(tmp_path):
     assert (out / "int8-full.h").read_text() == HEADER
     readme = (out / "README.md").read_text()
     assert "onnxruntime" not in readme.lower() and "InferenceSession" not in readme
-    assert '#include "int8-full.h"' in readme
-    assert "tflite::GetModel(lenet_int8_model)" in readme  # the header's own array name
-    assert "kArenaSize = 12288 + 1024" in readme
+    assert '#include "int8-full.h"' in readme and "```cpp" in readme
+    assert "resolver.AddConv2D();" in readme and "resolver.AddFullyConnected();" in readme
+    assert "kArenaSize = 15360" in readme  # the estimate + 25 %, 16-byte aligned
     assert "Files: `int8-full.tflite`, `int8-full.h`." in readme
 
 

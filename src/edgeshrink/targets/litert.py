@@ -191,7 +191,7 @@ class LiteRTTarget(Target):
         files = [Path(art.path)]
         header = art.notes.get("c_header")
         if header:
-            files.append(Path(art.path).with_name(header))
+            files.append(Path(art.path).with_name(Path(header).name))  # beside the .tflite
         return files
 
     def figures(self, art, inputs, threads, budget_s: float = 1.0) -> dict:
