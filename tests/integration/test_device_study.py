@@ -95,3 +95,32 @@ def test_raspberry_pi_and_x86_studies_ship_files_for_different_runtimes(digits_t
     assert pi_runtime in ("litert", "executorch"), picks["raspberry-pi-4"][1]["reasons"]
     assert x86_runtime in ("onnxruntime", "openvino"), picks["x86-server-vnni"][1]["reasons"]
     assert pi_runtime != x86_runtime
+
+
+def test_an_op_one_target_cannot_run_fails_that_candidate_only(tmp_path):
+    """GELU converts to LiteRT and ONNX but TensorFlow Lite Micro has no kernel for it: the
+    micro candidate fails in one sentence naming the op and the runtime; the rest is built."""
+    pytest.importorskip("litert_torch")
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from edgeshrink.data import Dataset
+    from edgeshrink.targets.configs import LiteRTConfig
+    from edgeshrink.task import Task
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.GELU(), nn.Linear(16, 4)).eval()
+    x = np.random.default_rng(0).normal(size=(64, 8)).astype(np.float32)
+    data = Dataset((x,), model(torch.from_numpy(x)).argmax(1).numpy())
+    task = Task("gelu", model, data, data, data)
+    plan = [CandidateSpec("tflm-int8", (LiteRTConfig(precision="int8", io="int8", micro=True),)),
+            CandidateSpec("litert-fp32", (LiteRTConfig(precision="fp32"),)),
+            CandidateSpec("int8-static", (StaticInt8Config(),))]
+    run = run_study(task, plan, tmp_path, threads=(1,), budget_s=0.05)
+    assert [c.name for c in run.candidates] == ["litert-fp32", "int8-static"]
+    assert [f["name"] for f in run.failed] == ["tflm-int8"]
+    error = run.failed[0]["error"]
+    assert "GELU" in error and "TensorFlow Lite Micro" in error and "\n" not in error
+    assert run.get("litert-fp32").runtime == "litert"
+    assert run.get("litert-fp32").metric_drop == pytest.approx(0.0, abs=1e-9)
