@@ -21,7 +21,7 @@ from torchao.quantization.pt2e import MinMaxObserver
 
 from edgeshrink.quant.calibrate import TensorStats, calibrate_range
 
-__all__ = ["RangeObserver"]
+__all__ = ["RangeObserver", "observe_after_relu6"]
 
 
 class RangeObserver(MinMaxObserver):
@@ -55,3 +55,32 @@ class RangeObserver(MinMaxObserver):
         lo, hi = calibrate_range(stats, self.method)
         return self._calculate_qparams(torch.tensor(lo, dtype=torch.float32),
                                        torch.tensor(hi, dtype=torch.float32))
+
+
+def observe_after_relu6(model, spec) -> None:
+    """Quantize a Conv/Linear + ReLU6 pair once, after the clamp.
+
+    litert-torch's and ExecuTorch's XNNPACK quantizers fuse Conv+ReLU but give ReLU6
+    (``hardtanh(0, 6)``) the observer of the Conv's output, so the int8 grid spans the pre-activation's range (tens,
+    both signs) while only [0, 6] survives the clamp. Observed after the clamp instead, the
+    converter still fuses the pair into one int8 CONV_2D with a RELU6 activation (and
+    XNNPACK into one int8 convolution with its output clamp). MobileNetV2, min-max: LiteRT
+    64.25 -> 74.75 % top-1 agreement, ExecuTorch 62.3 -> 70.75 %.
+    """
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
+
+    relu6 = (torch.ops.aten.hardtanh.default, torch.ops.aten.hardtanh_.default)
+    producers = (torch.ops.aten.conv2d.default, torch.ops.aten.linear.default,
+                 torch.ops.aten.conv1d.default)
+    for node in model.graph.nodes:
+        if node.op != "call_function" or node.target not in relu6:
+            continue
+        lo, hi = (list(node.args[1:3]) + [-1.0, 1.0][len(node.args) - 1:])[:2]
+        prev = node.args[0]
+        ann = getattr(prev, "meta", {}).get("quantization_annotation")
+        if ((lo, hi) != (0.0, 6.0) or ann is None or ann.output_qspec is None
+                or prev.target not in producers or len(prev.users) != 1):
+            continue
+        ann.output_qspec = None
+        node.meta["quantization_annotation"] = QuantizationAnnotation(
+            input_qspec_map={}, output_qspec=spec, _annotated=True)

@@ -207,7 +207,15 @@ def _quantize(model: nn.Module, example: tuple, cfg: ExecuTorchConfig, data) -> 
         graph = _export(model, tuple(torch.cat([x, x]) for x in example), dynamic=True).module()
     except TargetError:  # a model that fixes its batch: calibrate one sample at a time
         graph, batch = _export(model, example).module(), len(example[0])
-    prepared = prepare_pt2e(graph, XNNPACKQuantizer().set_global(qcfg))
+    from edgeshrink.quant.pt2e_observer import observe_after_relu6
+
+    class Quantizer(XNNPACKQuantizer):
+        def annotate(self, model):  # ReLU6 observed after its clamp, not before
+            model = super().annotate(model)
+            observe_after_relu6(model, act)
+            return model
+
+    prepared = prepare_pt2e(graph, Quantizer().set_global(qcfg))
     with torch.no_grad():
         for xs in data.head(cfg.calibration_samples).numpy_batches(batch):
             prepared(*(torch.from_numpy(x) for x in xs))

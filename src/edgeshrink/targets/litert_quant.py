@@ -104,6 +104,8 @@ def _quantizer(calibrator: str, *, float_output: bool = False):
     config = get_symmetric_quantization_config(is_per_channel=True)
     if calibrator == "histogram":
         return PT2EQuantizer().set_global(config)
+    from edgeshrink.quant.pt2e_observer import observe_after_relu6
+
     ctr = _observer_class().with_args(method=calibrator, eps=2**-12)
     spec = dataclasses.replace(config.input_activation, observer_or_fake_quant_ctr=ctr)
     config = dataclasses.replace(config, input_activation=spec, output_activation=spec)
@@ -111,7 +113,7 @@ def _quantizer(calibrator: str, *, float_output: bool = False):
     class Quantizer(PT2EQuantizer):
         def annotate(self, model):
             model = super().annotate(model)
-            _observe_after_relu6(model, spec)
+            observe_after_relu6(model, spec)
             if float_output:
                 _float_output(model)
             return model
@@ -129,34 +131,6 @@ def _float_output(model) -> None:
                 ann = prev.meta.get("quantization_annotation")
                 if ann is not None:
                     ann.output_qspec = None
-
-
-def _observe_after_relu6(model, spec) -> None:
-    """Quantize a Conv/Linear + ReLU6 pair once, after the clamp.
-
-    litert-torch's quantizer fuses Conv+ReLU but gives ReLU6 (``hardtanh(0, 6)``) the
-    observer of the Conv's output, so the int8 grid spans the pre-activation's range (tens,
-    both signs) while only [0, 6] survives the clamp. Observed after the clamp instead, the
-    converter still fuses the pair into one int8 CONV_2D with a RELU6 activation.
-    """
-    import torch
-    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
-
-    relu6 = (torch.ops.aten.hardtanh.default, torch.ops.aten.hardtanh_.default)
-    producers = (torch.ops.aten.conv2d.default, torch.ops.aten.linear.default,
-                 torch.ops.aten.conv1d.default)
-    for node in model.graph.nodes:
-        if node.op != "call_function" or node.target not in relu6:
-            continue
-        lo, hi = (list(node.args[1:3]) + [-1.0, 1.0][len(node.args) - 1:])[:2]
-        prev = node.args[0]
-        ann = getattr(prev, "meta", {}).get("quantization_annotation")
-        if ((lo, hi) != (0.0, 6.0) or ann is None or ann.output_qspec is None
-                or prev.target not in producers or len(prev.users) != 1):
-            continue
-        ann.output_qspec = None
-        node.meta["quantization_annotation"] = QuantizationAnnotation(
-            input_qspec_map={}, output_qspec=spec, _annotated=True)
 
 
 def _keep_io_full_range(prepared) -> None:
