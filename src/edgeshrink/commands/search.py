@@ -216,7 +216,8 @@ def _merge_bench(settings, run=None):
     out = Path(settings.out)
     run = run or load_run(out)
     try:
-        return merge_device_benches(run, list(settings.bench_json), out)
+        return merge_device_benches(run, list(settings.bench_json), out,
+                                    device=settings.device)
     except UserError as exc:
         Console(stderr=True).print(f"note: {exc} The latencies stay estimates.",
                                    highlight=False, soft_wrap=True)

@@ -160,7 +160,7 @@ def create_search(settings: SearchSettings, storage, study_name: str, *, task=No
         study.set_metric_names(list(OBJECTIVES))
     study.set_user_attr(_ATTR, {
         "settings": settings.to_dict(), "space": space.to_dict(), "scans": scans,
-        "baseline": base.to_dict(), "device_bench": _device_bench(settings.bench_json),
+        "baseline": base.to_dict(), "device_bench": _device_bench(settings.bench_json, settings.device),
         "created": dt.datetime.now(dt.UTC).isoformat(
             timespec="seconds"),
         "metric": {"name": task.metric.name, "unit": task.metric.unit,
@@ -170,15 +170,19 @@ def create_search(settings: SearchSettings, storage, study_name: str, *, task=No
     return study
 
 
-def _device_bench(paths) -> list[dict[str, Any]]:
+def _device_bench(paths, device: str | None = None) -> list[dict[str, Any]]:
     """Latencies measured on the device (``edgeshrink bench --json`` files): sha256 of the
     file measured, threads, p50, file name; stored in the study so joining workers need
-    not reach the files."""
-    from edgeshrink.bench.merge import device_measurements, load_bench_json
+    not reach the files. A file measured on another machine than ``device`` is left out
+    (``study`` and ``recommend`` flag the same files)."""
+    from edgeshrink.bench.merge import device_measurements, load_bench_json, machine_mismatch
+    from edgeshrink.devices import load_profile
 
+    profile = load_profile(device) if device else None
     return [{"sha256": m["sha256"], "threads": m["threads"], "p50": m["stats"]["p50"],
              "source": m["source"]}
-            for p in paths for m in device_measurements(load_bench_json(p), Path(p).name)]
+            for p in paths for m in device_measurements(load_bench_json(p), Path(p).name)
+            if profile is None or machine_mismatch(m["machine"], profile) is None]
 
 
 def device_latency(rec, bench: list[dict[str, Any]], threads: int):

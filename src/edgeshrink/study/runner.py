@@ -36,7 +36,6 @@ from edgeshrink.study.machine import machine_info
 from edgeshrink.study.plan import CandidateSpec, family_of, sparsity_kind_of
 from edgeshrink.study.rundir import RunFolder, model_fingerprint
 from edgeshrink.targets import target_for
-from edgeshrink.targets.base import TargetError
 from edgeshrink.task import Task
 from edgeshrink.transforms import Artifact, TransformContext, apply_recipe
 
@@ -238,10 +237,13 @@ def run_study(
             try:
                 rec = measure_artifact(art, spec, task, run_dir, baseline_value=base,
                                        threads=threads, budget_s=budget_s)
-            except TargetError as exc:  # its runtime cannot load or run the file it built
+            except Exception as exc:  # its runtime cannot load or run the file it built
                 if spec.name == BASELINE or os.environ.get("EDGESHRINK_DEBUG"):
                     raise
-                _failed(run, folder, spec, str(exc), before, on_progress)
+                if isinstance(exc, DiskFullError) or getattr(exc, "errno", None) in DISK_FULL:
+                    raise
+                error = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+                _failed(run, folder, spec, error, before, on_progress)
                 continue
             rec.seconds = round(seconds, 2)
         if spec.name == BASELINE:

@@ -297,9 +297,9 @@ def build_pte(model: nn.Module, example: tuple, out: Path, *, precision: str = "
             buffer = program.to_executorch().buffer
         except Exception as exc:  # noqa: BLE001
             raise _fail("serialize", exc) from None
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_bytes(buffer)
-    tmp.replace(out)
+    from edgeshrink.results import atomic_write_bytes
+
+    atomic_write_bytes(out, buffer)
     return notes
 
 
@@ -322,6 +322,7 @@ def _build(cfg: ExecuTorchConfig, model: nn.Module, ctx: TransformContext) -> Ar
               "PT2E + XNNPACKQuantizer" if cfg.precision == "int8" else "fp32")
     notes = {"format": "pte", "scheme": scheme, "batch": 1, **notes}
     if cfg.precision == "int8":
-        notes.update(calibrator=cfg.calibrator, calibration_samples=cfg.calibration_samples)
+        notes.update(calibrator=cfg.calibrator, calibration_samples=min(cfg.calibration_samples,
+                                                                   len(ctx.task.calibration)))
     return Artifact(path=path, model=model, precision=cfg.precision, runtime="executorch",
                     notes=notes)

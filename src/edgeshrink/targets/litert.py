@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeshrink.errors import UserError
+from edgeshrink.results import atomic_write_bytes
 from edgeshrink.targets import litert_quant as lq
 from edgeshrink.targets.base import Target, TargetError
 from edgeshrink.targets.configs import LiteRTConfig
@@ -106,7 +108,7 @@ def build_tflite(model, ctx: TransformContext, cfg: LiteRTConfig) -> tuple[bytes
             if cfg.precision == "fp16":
                 data = lq.fp16_weights(data)
 
-    except TargetError:
+    except UserError:  # TargetError, or bad calibration data: already one sentence
         raise
     except Exception as exc:  # litert-torch raises many kinds: say which op, in one sentence
         raise _conversion_error(exc, source, x) from exc
@@ -145,9 +147,7 @@ def _build(cfg: LiteRTConfig, model, ctx: TransformContext) -> Artifact:
         notes["ops"] = sorted(set(ops))
         notes["arena_bytes"] = tf.arena_bytes(data)
     path = ctx.artifact_path(".tflite")
-    tmp = path.with_suffix(".tflite.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    atomic_write_bytes(path, data)
     if cfg.micro:
         notes["c_header"] = tf.write_c_header(path).name
     precision = {"int8-dynamic": "int8"}.get(cfg.precision, cfg.precision)
@@ -197,11 +197,13 @@ class LiteRTTarget(Target):
     def figures(self, art, inputs, threads, budget_s: float = 1.0) -> dict:
         """As the base, but size counts the model's bytes only: a C header is source text
         that compiles into exactly the ``.tflite``'s bytes in flash (its text is ~6x that)."""
+        import hashlib
         import zlib
 
         out = super().figures(art, inputs, threads, budget_s)
         data = Path(art.path).read_bytes()
-        out.update(size=len(data), compressed=len(zlib.compress(data, 9)))
+        out.update(size=len(data), compressed=len(zlib.compress(data, 9)),
+                   sha256=hashlib.sha256(data).hexdigest())  # what a device bench JSON names
         return out
 
     def loading_code(self, art, *, file_name: str) -> str:

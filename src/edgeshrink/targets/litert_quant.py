@@ -30,7 +30,7 @@ def quiet():
                 with contextlib.suppress(OSError):
                     saved.append((fd, os.dup(fd)))
                     os.dup2(sink.fileno(), fd)
-            with contextlib.redirect_stdout(open(os.devnull, "w")):  # noqa: SIM117
+            with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
                 yield
     finally:
         for fd, copy_fd in saved:

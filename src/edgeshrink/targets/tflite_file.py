@@ -242,8 +242,8 @@ def write_c_header(tflite: Path) -> Path:
             f"alignas(16) const unsigned char {name}_tflite[] = {{\n  "
             + ",\n  ".join(rows)
             + f"\n}};\nconst unsigned int {name}_tflite_len = {len(data)};\n\n#endif  // {guard}\n")
+    from edgeshrink.results import atomic_write_text
+
     out = tflite.with_suffix(".h")
-    tmp = out.with_suffix(".h.tmp")
-    tmp.write_text(text)
-    tmp.replace(out)
+    atomic_write_text(out, text)
     return out

@@ -40,6 +40,10 @@ def runtime_missing(name: str) -> str | None:
     if why is None and importlib.util.find_spec(_MODULES[name]) is None:
         extra = f" (pip install 'edgeshrink[{target.extra}]')" if target.extra else ""
         why = f"{target.label or name} is not installed here{extra}."
+    if why is None and name == "litert":  # the interpreter runs files; building needs more
+        from edgeshrink.targets.litert import converter_missing
+
+        why = converter_missing()
     return why
 
 
