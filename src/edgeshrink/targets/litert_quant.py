@@ -104,7 +104,7 @@ def _quantizer(calibrator: str, *, float_output: bool = False):
     config = get_symmetric_quantization_config(is_per_channel=True)
     if calibrator == "histogram":
         return PT2EQuantizer().set_global(config)
-    from edgeshrink.quant.pt2e_observer import observe_after_relu6
+    from edgeshrink.quant.pt2e_observer import observe_after_relu6, quantize_residual_adds
 
     ctr = _observer_class().with_args(method=calibrator, eps=2**-12)
     spec = dataclasses.replace(config.input_activation, observer_or_fake_quant_ctr=ctr)
@@ -114,6 +114,7 @@ def _quantizer(calibrator: str, *, float_output: bool = False):
         def annotate(self, model):
             model = super().annotate(model)
             observe_after_relu6(model, spec)
+            quantize_residual_adds(model, spec)
             if float_output:
                 _float_output(model)
             return model
