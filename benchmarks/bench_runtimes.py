@@ -15,7 +15,8 @@ row says so. LiteRT INT8 is also built with litert-torch's own default PT2E quan
 (``get_symmetric_quantization_config()``: per-tensor, static) on the same calibration crops.
 
 Run alone: ``.venv/bin/python benchmarks/run.py --only runtimes`` (env
-``BENCH_RUNTIMES_EVAL=N`` limits the eval crops, ``BENCH_RUNTIMES_MODELS=mobilenetv2``
+``BENCH_RUNTIMES_EVAL=N`` limits the eval crops, ``BENCH_RUNTIMES_CALIB=N`` sets the
+calibration crops (default 128), ``BENCH_RUNTIMES_MODELS=mobilenetv2``
 runs one model).
 """
 
@@ -31,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 THREADS = 1
-CALIB_N = 128  # every quantizer sees the same 128 calibration crops
+CALIB_N = int(os.environ.get("BENCH_RUNTIMES_CALIB", "128"))  # the same crops for every quantizer
 EVAL_N = int(os.environ.get("BENCH_RUNTIMES_EVAL", "400"))
 
 
