@@ -111,6 +111,8 @@ def reasons(choice, base, figs, binding, cons, profile, priority) -> list[str]:
     if c.runtime == "simulated":
         out.append(f"{c.name}'s metric is simulated (no runtime kernel for its format); it "
                    f"ships as its {f.size_form}, decoded to dense FP32 at load.")
+    if (c.notes or {}).get("accuracy_caveat"):  # e.g. its INT8 weights saturate only here
+        out.append(f"{c.name}: {c.notes['accuracy_caveat']}")
     return out
 
 

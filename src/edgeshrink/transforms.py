@@ -64,7 +64,9 @@ class Artifact:
 @dataclass
 class TransformContext:
     """What a handler may use besides its config and model. ``cpu_flags``: the CPU the
-    file is built for (a device profile's flags); ``None`` means this machine's."""
+    file is built for (a device profile's flags); ``None`` means this machine's.
+    ``device``: the name of the device profile the file is built for (``study --device``),
+    which its notes name as the machine that decided its format."""
 
     task: Any  # edgeshrink.task.Task
     workdir: Path
@@ -73,6 +75,7 @@ class TransformContext:
     teacher: nn.Module | None = None
     on_step: Callable[[str], None] | None = None
     cpu_flags: tuple[str, ...] | None = None
+    device: str | None = None
 
     def artifact_path(self, suffix: str = ".onnx") -> Path:
         """``workdir/NAME.onnx`` with characters unsafe in file names replaced by ``_``."""

@@ -124,3 +124,37 @@ def test_an_op_one_target_cannot_run_fails_that_candidate_only(tmp_path):
     assert "GELU" in error and "TensorFlow Lite Micro" in error and "\n" not in error
     assert run.get("litert-fp32").runtime == "litert"
     assert run.get("litert-fp32").metric_drop == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_pi_file_that_saturates_on_this_host_says_so_in_the_report_and_advice(
+        digits_task, tmp_path, monkeypatch):
+    """study --device rpi4 on an AVX2-only x86 host (faked): the INT8 file gets the Pi's
+    8-bit weights, and the report, the summary and the advice say that its metric measured
+    here may be lower than on the Pi (U8S8 pair sums saturate here)."""
+    from rich.console import Console
+
+    from edgeshrink.advisor import Constraints, advise_run
+    from edgeshrink.devices import load_profile
+    from edgeshrink.report.html import write_report
+    from edgeshrink.report.terminal import print_summary
+    from edgeshrink.results import load_run
+
+    monkeypatch.setattr("edgeshrink.bench.machine.cpu_flags",
+                        lambda info=None: ["sse4_2", "avx", "f16c", "fma", "avx2"])
+    plan = [CandidateSpec("int8-static", (StaticInt8Config(),))]
+    run = run_study(digits_task, plan, tmp_path, threads=(1,), budget_s=0.05,
+                    device=load_profile("rpi4"))
+    cand = run.candidates[0]
+    assert cand.notes["int8_format"]["decided_by"] == "device raspberry-pi-4"
+    assert cand.notes["int8_format"]["reduce_range"] is False
+    caveat = cand.notes["accuracy_caveat"]
+    assert "may be lower than the device's" in caveat
+    assert "accuracy_caveat" not in (run.baseline.notes or {})
+    rec = advise_run(tmp_path, "rpi4", Constraints(max_drop=5.0), "size")
+    assert rec["candidate"] == "int8-static"
+    assert f"int8-static: {caveat}" in rec["reasons"]
+    html = write_report(tmp_path).read_text()
+    assert 'id="accuracy-caveats"' in html and "may be lower than the device" in html
+    console = Console(record=True, width=400)
+    print_summary(load_run(tmp_path), console)
+    assert "metric measured here, not the device's: int8-static:" in console.export_text()

@@ -12,9 +12,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["machine_info", "cpu_flags", "arm_core_types", "peak_rss_mb", "current_rss_mb", "versions"]
+__all__ = ["machine_info", "cpu_flags", "arm_core_types", "peak_rss_mb", "current_rss_mb",
+           "versions", "KNOWN_FLAGS"]
 
-_INTERESTING_FLAGS = (
+# the kernel-relevant flags reported (and the names a device profile's cpu_flags may use)
+KNOWN_FLAGS = (
     # x86
     "sse4_2",
     "avx",
@@ -98,7 +100,7 @@ def cpu_flags(info: dict[str, str] | None = None) -> list[str]:
     """The kernel-relevant CPU flags present, in a fixed order (Linux; [] elsewhere)."""
     info = _cpuinfo() if info is None else info
     present = set((info.get("flags") or info.get("features") or "").split())
-    return [f for f in _INTERESTING_FLAGS if f in present]
+    return [f for f in KNOWN_FLAGS if f in present]
 
 
 def _mem_total_mb() -> float | None:

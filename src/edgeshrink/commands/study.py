@@ -132,7 +132,8 @@ def study(
                 bar.update(job, description=f"{name}: {step}")
 
         run = run_study(the_task, specs, out, resume=resume, force=force, threads=thread_counts,
-                        sensitivity=sensitivity, on_progress=on_progress)
+                        sensitivity=sensitivity, on_progress=on_progress,
+                        device=_profile(device))
     measured = None
     if bench_json:
         from edgeshrink.bench.merge import merge_device_benches
@@ -173,6 +174,13 @@ def _constraints(device, priority, **limits):
     if device is not None:
         load_profile(device)  # an unknown device fails now, not after the study
     return constraints if device is not None else None
+
+
+def _profile(device: str | None):
+    """The device profile ``--device`` names (its CPU decides INT8 formats), or None."""
+    from edgeshrink.devices import load_profile
+
+    return load_profile(device) if device else None
 
 
 def _announce_device_plan(device: str, console) -> None:

@@ -95,6 +95,12 @@ class Profile:
         runtimes: the runtimes that ship on the device, preferred first, each with the
             formats it accelerates (:class:`RuntimeEntry`); ``study --device`` builds its
             candidates in them. Empty in an older user profile: ONNX Runtime fp32 + int8.
+        cpu_flags: the instruction-set flags of the CPU that runs the CPU runtimes, spelt
+            as Linux's /proc/cpuinfo does (``avx2``, ``avx512_vnni``, ``asimd``,
+            ``asimddp``; :data:`edgeshrink.bench.machine.KNOWN_FLAGS`). ``study --device``
+            builds ONNX Runtime INT8 files for them
+            (:func:`edgeshrink.targets.onnxruntime.int8_format`); empty: unknown, this
+            machine's flags decide.
     """
 
     name: str
@@ -124,6 +130,7 @@ class Profile:
     default_priority: str = "accuracy"
     study_host: bool = False
     runtimes: tuple[RuntimeEntry, ...] = ()
+    cpu_flags: tuple[str, ...] = ()
     path: str = ""
 
     def __post_init__(self) -> None:
@@ -148,6 +155,7 @@ class Profile:
         if not self.sources:
             raise UserError(f"{where}: list the sources of its figures under `sources:`.")
         _check_runtimes(self.runtimes, where)
+        _check_cpu_flags(self.cpu_flags, where)
 
     @property
     def ram_bytes(self) -> float:
@@ -167,7 +175,8 @@ class Profile:
         return {"name": self.name, "description": self.description, "kind": self.kind,
                 "ram_mb": self.ram_mb, "storage_mb": self.storage_mb, "threads": self.threads,
                 "accelerates": dict(self.accelerates), "runtime": self.runtime,
-                "runtimes": [r.summary() for r in self.runtimes]}
+                "runtimes": [r.summary() for r in self.runtimes],
+                "cpu_flags": list(self.cpu_flags)}
 
     def per_op_us(self, runtime: str = "") -> float:
         """Dispatch cost (µs) of one op of a file for ``runtime`` on this device."""
@@ -212,6 +221,19 @@ def _check_runtimes(runtimes: tuple[RuntimeEntry, ...], where: str) -> None:
         if r.micro and (r.name != "litert" or set(r.formats) != {"int8"}):
             raise UserError(f"{where}: runtimes: micro is for litert with formats [int8] only "
                             "(TensorFlow Lite Micro runs full-integer files).")
+
+
+def _check_cpu_flags(flags: tuple[str, ...], where: str) -> None:
+    """Known flag names only: a misspelt ``avx512vnni`` would silently read as absent and
+    pick the wrong INT8 weight format."""
+    from edgeshrink.bench.machine import KNOWN_FLAGS
+
+    if not all(isinstance(f, str) for f in flags):
+        raise UserError(f"{where}: cpu_flags must be a list of text such as [avx2, fma].")
+    unknown = [f for f in flags if f not in KNOWN_FLAGS]
+    if unknown:
+        raise UserError(f"{where}: cpu_flags has unknown flag(s) {', '.join(unknown)}; known: "
+                        f"{', '.join(KNOWN_FLAGS)} (as /proc/cpuinfo spells them).")
 
 
 def _runtime_entries(raw: Any, path: Path) -> tuple[RuntimeEntry, ...]:
@@ -295,7 +317,7 @@ def _read(path: Path) -> Profile:
     unknown = sorted(set(data) - names)
     if unknown:
         raise UserError(f"device profile {path}: unknown field(s) {', '.join(unknown)}.")
-    for key in ("sources", "aliases"):
+    for key in ("sources", "aliases", "cpu_flags"):
         if not isinstance(data.get(key) or [], list):
             raise UserError(f"device profile {path}: {key} must be a list.")
     if not isinstance(data["accelerates"], dict):
@@ -303,6 +325,7 @@ def _read(path: Path) -> Profile:
                         "true or false.")
     data["sources"] = tuple(data["sources"] or ())
     data["aliases"] = tuple(data.get("aliases") or ())
+    data["cpu_flags"] = tuple(data.get("cpu_flags") or ())
     data["accelerates"] = {str(k): bool(v) for k, v in data["accelerates"].items()}
     data["runtimes"] = _runtime_entries(data.get("runtimes"), path)
     return Profile(**data, path=str(path))

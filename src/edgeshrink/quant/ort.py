@@ -35,17 +35,29 @@ __all__ = ["StaticInt8Config", "DynamicInt8Config", "Fp16Config", "static_int8_f
 REDUCE_RANGE = ("auto", "on", "off")
 
 
-def int8_format_for(cfg, cpu_flags: tuple[str, ...] | None = None) -> dict:
+def int8_format_for(cfg, cpu_flags: tuple[str, ...] | None = None, *,
+                    device: str | None = None) -> dict:
     """The INT8 weight format of ``cfg`` (``reduce_range`` auto/on/off) for a CPU with
-    ``cpu_flags`` (default: this machine's), with the flags and the sentence that decided
-    it, for ``notes["int8_format"]``."""
-    from edgeshrink.targets.onnxruntime import int8_format
+    ``cpu_flags`` (default: this machine's), for ``notes["int8_format"]``: the flags, the
+    sentence that decided it, ``decided_by`` (the recipe, ``device DEVICE``'s profile, or
+    this host) and, where the file's accuracy on this machine is not the device's
+    (:func:`~edgeshrink.targets.onnxruntime.host_caveat`), ``"accuracy_caveat"``."""
+    from edgeshrink.targets.onnxruntime import host_caveat, int8_format
 
     fmt = int8_format(cpu_flags)
     if cfg.reduce_range != "auto":
         fmt = {**fmt, "reduce_range": cfg.reduce_range == "on",
                "reason": f"reduce_range={cfg.reduce_range} set in the recipe."}
-    return {**fmt, "chosen_by": "cpu flags" if cfg.reduce_range == "auto" else "recipe"}
+        decided = "recipe"
+    elif cpu_flags is not None:
+        decided = f"device {device}" if device else "the cpu_flags given"
+    else:
+        decided = "this host" + (f" (the profile of {device} lists no cpu_flags)"
+                                 if device else "")
+    fmt = {**fmt, "chosen_by": "cpu flags" if cfg.reduce_range == "auto" else "recipe",
+           "decided_by": decided}
+    caveat = host_caveat(fmt["reduce_range"], cpu_flags, device)
+    return {**fmt, "accuracy_caveat": caveat} if caveat else fmt
 
 
 @register_config
@@ -358,14 +370,15 @@ def float_outputs(path: Path) -> Path:
 
 
 def static_int8_file(cfg: StaticInt8Config, model: nn.Module, ctx: TransformContext, *,
-                     extra_options: dict | None = None) -> Path:
+                     extra_options: dict | None = None, fmt: dict | None = None) -> Path:
     """The QDQ file of ``cfg`` at ``ctx.artifact_path()``: FP32 export, calibration on the
-    task's calibration set, ORT's quantizer (with ``extra_options``), float outputs."""
+    task's calibration set, ORT's quantizer (with ``extra_options``), float outputs; ``fmt``
+    is :func:`int8_format_for`'s answer where the caller already has it."""
     check_calibration(ctx.task.calibration, ctx)
+    fmt = fmt or int8_format_for(cfg, ctx.cpu_flags, device=ctx.device)
     with tempfile.TemporaryDirectory() as tmp:
         pre = _fp32_export(model, ctx, Path(tmp))
         ranges = activation_ranges(pre, ctx.task.calibration, cfg)
-        fmt = int8_format_for(cfg, ctx.cpu_flags)
         out = float_outputs(qdq_quantize(pre, Path(tmp) / "int8.onnx", ranges, cfg,
                                          reduce_range=fmt["reduce_range"],
                                          extra_options=extra_options))
@@ -377,14 +390,22 @@ def static_int8_file(cfg: StaticInt8Config, model: nn.Module, ctx: TransformCont
         return save_onnx(onnx.load(str(out)), ctx.artifact_path())
 
 
+def _format_notes(fmt: dict) -> dict:
+    """``int8_format``, and its caveat as the top-level ``accuracy_caveat`` the report and
+    the advisor show."""
+    caveat = fmt.get("accuracy_caveat")
+    return {"int8_format": fmt, **({"accuracy_caveat": caveat} if caveat else {})}
+
+
 @transform(StaticInt8Config)
 def _static(cfg: StaticInt8Config, model: nn.Module, ctx: TransformContext) -> Artifact:
-    path = static_int8_file(cfg, model, ctx)
+    fmt = int8_format_for(cfg, ctx.cpu_flags, device=ctx.device)
+    path = static_int8_file(cfg, model, ctx, fmt=fmt)
     notes = {
         "format": "QDQ", "activations": cfg.activations, "calibrator": cfg.calibrator,
         "per_channel": cfg.per_channel, "symmetric_activations": cfg.symmetric_activations,
         "excluded": list(cfg.exclude), "bias_correction": cfg.bias_correction,
-        "inputs_only": cfg.inputs_only, "int8_format": int8_format_for(cfg, ctx.cpu_flags),
+        "inputs_only": cfg.inputs_only, **_format_notes(fmt),
     }  # fmt: skip
     return Artifact(path=path, model=model, precision="int8", notes=notes)
 
@@ -396,7 +417,7 @@ def _dynamic(cfg: DynamicInt8Config, model: nn.Module, ctx: TransformContext) ->
     with tempfile.TemporaryDirectory() as tmp:
         pre = _fp32_export(model, ctx, Path(tmp))
         out = Path(tmp) / "dyn.onnx"
-        fmt = int8_format_for(cfg, ctx.cpu_flags)
+        fmt = int8_format_for(cfg, ctx.cpu_flags, device=ctx.device)
         quantize_dynamic(
             str(pre), str(out), per_channel=cfg.per_channel, weight_type=QuantType.QInt8,
             reduce_range=fmt["reduce_range"],
@@ -406,7 +427,7 @@ def _dynamic(cfg: DynamicInt8Config, model: nn.Module, ctx: TransformContext) ->
                               for s in ("", "_MatMul")],
         )
         path = save_onnx(onnx.load(str(out)), ctx.artifact_path())
-    notes = {"ops": list(cfg.ops), "excluded": list(cfg.exclude), "int8_format": fmt}
+    notes = {"ops": list(cfg.ops), "excluded": list(cfg.exclude), **_format_notes(fmt)}
     return Artifact(path=path, model=model, precision="int8", notes=notes)
 
 

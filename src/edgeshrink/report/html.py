@@ -27,7 +27,7 @@ from edgeshrink.report.views import Row, View, views
 from edgeshrink.results import RunRecord, atomic_write_bytes, atomic_write_text, load_run
 from edgeshrink.units import fmt_bytes
 
-__all__ = ["write_report", "render_page", "not_timed_here"]
+__all__ = ["write_report", "render_page", "not_timed_here", "accuracy_caveats"]
 
 VIEW_NOTES = {
     "device": "The numbers the advisor decided on: the size of the file that ships on the "
@@ -180,7 +180,7 @@ def render_page(run: RunRecord, *, plots: dict[str, Plot] | None = None,
         views=[_view_context(run, v, plots, set(pngs)) for v in vs],
         heat=[_plot_context(p, set(pngs)) for k, p in plots.items()
               if k.startswith("sensitivity_")],
-        not_timed=not_timed_here(run))
+        not_timed=not_timed_here(run), caveats=accuracy_caveats(run))
 
 
 def not_timed_here(run: RunRecord) -> list[dict[str, str]]:
@@ -189,6 +189,13 @@ def not_timed_here(run: RunRecord) -> list[dict[str, str]]:
     return [{"name": c.name, "why": str(c.notes["not_timed_here"]),
              "command": str(c.notes.get("trtexec", ""))}
             for c in run.all_candidates() if (c.notes or {}).get("not_timed_here")]
+
+
+def accuracy_caveats(run: RunRecord) -> list[dict[str, str]]:
+    """Candidates whose metric measured here is not the device's (``notes["accuracy_caveat"]``:
+    e.g. INT8 weights built for the device that saturate on this host), each with why."""
+    return [{"name": c.name, "why": str(c.notes["accuracy_caveat"])}
+            for c in run.all_candidates() if (c.notes or {}).get("accuracy_caveat")]
 
 
 def write_report(run_dir: Path | str) -> Path:

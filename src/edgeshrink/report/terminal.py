@@ -121,6 +121,10 @@ def print_summary(run: RunRecord, console: Console) -> None:
         if (c.notes or {}).get("not_timed_here"):
             console.print(f"not timed here: {c.name}: {c.notes['not_timed_here']}",
                           style="yellow", markup=False, highlight=False)
+        if (c.notes or {}).get("accuracy_caveat"):  # its metric here is not the device's
+            console.print(f"metric measured here, not the device's: {c.name}: "
+                          f"{c.notes['accuracy_caveat']}", style="yellow", markup=False,
+                          highlight=False)
     for failed in run.failed:
         console.print(f"not built: {failed['name']}: {failed['error']}", style="yellow",
                       markup=False, highlight=False)

@@ -138,10 +138,15 @@ def _reusable(run: RunRecord, spec: CandidateSpec, folder: RunFolder,
     return None
 
 
-def _build(spec: CandidateSpec, task: Task, art_dir: Path, on_step) -> tuple[Artifact, float]:
+def _build(spec: CandidateSpec, task: Task, art_dir: Path, on_step,
+           device=None) -> tuple[Artifact, float]:
+    """Build ``spec``; with ``device`` (a profile) its files are for that device's CPU
+    (:attr:`~edgeshrink.devices.Profile.cpu_flags`; none listed: this machine's)."""
     start = time.perf_counter()
+    cpu = ({"cpu_flags": tuple(device.cpu_flags) or None, "device": device.name}
+           if device is not None else {})
     ctx = TransformContext(task=task, workdir=art_dir, name=spec.name, seed=task.seed,
-                           on_step=on_step)
+                           on_step=on_step, **cpu)
     return apply_recipe(list(spec.recipe), ctx), time.perf_counter() - start
 
 
@@ -155,12 +160,14 @@ def evaluate_candidate(
     threads: tuple[int, ...] = (1, 2),
     budget_s: float = 1.0,
     on_step: Callable[[str], None] | None = None,
+    device=None,
 ) -> CandidateRecord:
     """Build ``spec`` into ``art_dir`` (default ``run_dir/artifacts``) and measure it exactly
-    as :func:`run_study` does each candidate (the search evaluates its trials with this)."""
+    as :func:`run_study` does each candidate (the search evaluates its trials with this);
+    ``device``: the profile the files are built for, as in :func:`run_study`."""
     art_dir = Path(art_dir) if art_dir is not None else Path(run_dir) / "artifacts"
     art_dir.mkdir(parents=True, exist_ok=True)
-    art, seconds = _build(spec, task, art_dir, on_step)
+    art, seconds = _build(spec, task, art_dir, on_step, device)
     if on_step:
         on_step("measure")
     rec = measure_artifact(art, spec, task, Path(run_dir), baseline_value=baseline_value,
@@ -180,12 +187,15 @@ def run_study(
     budget_s: float = 1.0,
     sensitivity: bool = False,
     on_progress: Callable[[str, str], None] | None = None,
+    device=None,
 ) -> RunRecord:
     """Build and measure the baseline and every candidate of ``plan`` into ``out``.
 
     ``budget_s`` is the timing budget per thread count (after warm-up, at least 50 runs).
     ``sensitivity`` adds the per-layer scans of :func:`sensitivity_scan` to the record.
     ``on_progress(candidate, step)`` is called as work advances (the CLI draws a bar).
+    ``device`` (a :class:`~edgeshrink.devices.Profile`, ``study --device``): files whose
+    format depends on the CPU (ONNX Runtime INT8) are built for the device's CPU.
     ``results.json`` is rewritten after every candidate. ``out`` must be new, empty, or a
     run of the same task (``resume`` continues it, ``force`` replaces it): see
     :mod:`edgeshrink.study.rundir`.
@@ -219,7 +229,7 @@ def run_study(
         built = rec is None
         if built:
             try:
-                art, seconds = _build(spec, task, art_dir, note)
+                art, seconds = _build(spec, task, art_dir, note, device)
             except Exception as exc:
                 if spec.name == BASELINE or os.environ.get("EDGESHRINK_DEBUG"):
                     raise

@@ -11,8 +11,11 @@ of a pair saturates (255 x 127 x 2 = 64,770 > 32,767). ORT's documentation names
 ``reduce_range``, weights on [-64, 64], whose pair sums cannot (255 x 64 x 2 = 32,640).
 On an AVX2-only AMD EPYC the pretrained MobileNetV2 static INT8 agreed with FP32 on 56 % of
 top-1 against 83.5 % on a VNNI host, with no warning; :func:`int8_format` reads the CPU
-flags and chooses, and the static and dynamic INT8 builds follow it (what 7-bit weights
-cost where nothing saturates: benchmarks/RESULTS.md, ``host-int8-format``).
+flags and chooses, and the static and dynamic INT8 builds follow it: the device profile's
+``cpu_flags`` under ``study --device``, this machine's otherwise (what 7-bit weights cost
+where nothing saturates: benchmarks/RESULTS.md, ``host-int8-format``). A file built for a
+device that saturates on this machine, or the reverse, carries :func:`host_caveat`'s
+sentence: its accuracy measured here is not the device's.
 
 Example:
     >>> from edgeshrink.targets.onnxruntime import int8_format
@@ -29,8 +32,8 @@ import numpy as np
 
 from edgeshrink.targets.base import Target
 
-__all__ = ["TARGET", "OnnxRuntimeTarget", "int8_format", "onnx_outputs", "latency_stats",
-           "runtime_node_count", "VNNI_FLAGS"]
+__all__ = ["TARGET", "OnnxRuntimeTarget", "int8_format", "host_caveat", "onnx_outputs",
+           "latency_stats", "runtime_node_count", "VNNI_FLAGS"]
 
 # Flags whose int8 dot-product instructions accumulate u8 x s8 in int32 (no int16 pair sum):
 # AVX-512 VNNI, AVX-VNNI (Alder Lake and later), AMX-INT8.
@@ -67,6 +70,27 @@ def int8_format(cpu_flags: list[str] | tuple[str, ...] | None = None) -> dict[st
                               "accumulate in int32, so full 8-bit weights do not saturate")
     return {"activations": "uint8", "reduce_range": reduce, "cpu_flags": flags,
             "reason": f"{why}."}
+
+
+def host_caveat(reduce_range: bool, cpu_flags: tuple[str, ...] | None,
+                device: str | None = None) -> str | None:
+    """One sentence when a file with these weights, built for a CPU with ``cpu_flags``,
+    would saturate on exactly one of that CPU and this machine, so that the accuracy measured
+    here is not the device's; ``None`` otherwise. 7-bit weights (``reduce_range``) never
+    saturate; ``cpu_flags=None`` means the file is built for this machine itself."""
+    if reduce_range or cpu_flags is None:
+        return None
+    here, there = int8_format()["reduce_range"], int8_format(cpu_flags)["reduce_range"]
+    who = f"device {device}" if device else "the target CPU"
+    if here and not there:
+        return (f"8-bit weights built for {who} saturate in ONNX Runtime's U8S8 kernels on "
+                "this host (x86 without VNNI), so the accuracy measured here may be lower "
+                "than the device's: measure it on the device (edgeshrink bench).")
+    if there and not here:
+        return (f"8-bit weights saturate on {who} (x86 without VNNI) but not on this host, so "
+                "the accuracy measured here may be higher than the device's: use "
+                "reduce_range=auto or on.")
+    return None
 
 
 def onnx_outputs(path: Path | str, data, *, batch_size: int = 128, threads: int = 2):

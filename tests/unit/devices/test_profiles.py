@@ -134,3 +134,19 @@ def test_devices_command_shows_runtimes():
     assert [r["name"] for r in devices["raspberry-pi-5"]["runtimes"]] == [
         "litert", "executorch", "onnxruntime"]
     assert devices["raspberry-pi-5"]["runtimes"][0]["formats"] == ["int8", "fp32", "fp16"]
+
+
+def test_cpu_flags_are_known_names_and_every_cpu_runtime_device_lists_them(tmp_path):
+    for p in list_profiles().values():  # ONNX Runtime's INT8 format is chosen from them
+        if any(r.name == "onnxruntime" for r in p.shipped_runtimes()):
+            assert p.cpu_flags, p.name
+    assert load_profile("rpi5").cpu_flags == ("asimd", "asimdhp", "asimddp", "fphp")
+    assert "avx512_vnni" in load_profile("x86-server-vnni").summary()["cpu_flags"]
+    text = (PROFILE_DIR / "raspberry-pi-4.yaml").read_text()
+    bad = tmp_path / "typo.yaml"
+    bad.write_text(text.replace("cpu_flags: [asimd]", "cpu_flags: [avx2, avx512vnni]"))
+    with pytest.raises(UserError, match=r"cpu_flags has unknown flag\(s\) avx512vnni"):
+        load_profile(bad)
+    bad.write_text(text.replace("cpu_flags: [asimd]", "cpu_flags: avx2"))
+    with pytest.raises(UserError, match="cpu_flags must be a list"):
+        load_profile(bad)

@@ -96,11 +96,80 @@ def test_static_int8_measured_both_ways(lenet, tmp_path, monkeypatch):
 
 
 def test_dynamic_int8_follows_a_devices_flags(lenet, tmp_path, monkeypatch):
-    """Flags given for the device (a profile's) decide; this machine's are not read."""
-    monkeypatch.setattr("edgeshrink.bench.machine.cpu_flags", lambda: pytest.fail("host read"))
+    """Flags given for the device (a profile's) decide, whatever this machine's are."""
+    monkeypatch.setattr("edgeshrink.bench.machine.cpu_flags", lambda: ["neon", "asimd"])
     reduced = _build(lenet, DynamicInt8Config(), tmp_path, "dyn-avx2", tuple(AVX2_ONLY))
     full = _build(lenet, DynamicInt8Config(), tmp_path, "dyn-vnni", tuple(VNNI))
     assert reduced.notes["int8_format"]["reduce_range"] is True
     assert full.notes["int8_format"]["reduce_range"] is False
     assert max(int(np.abs(w).max()) for w in _int8_weights(reduced.path).values()) <= 64
     assert max(int(np.abs(w).max()) for w in _int8_weights(full.path).values()) == 127
+
+
+def _profile(tmp_path: Path, name: str, flags: list[str]):
+    """A device profile read from YAML: the shipped Pi 4 with other ``cpu_flags``."""
+    from edgeshrink.devices import PROFILE_DIR, load_profile
+
+    text = (PROFILE_DIR / "raspberry-pi-4.yaml").read_text()
+    lines = [f"cpu_flags: [{', '.join(flags)}]" if line.startswith("cpu_flags:") else
+             f"name: {name}" if line.startswith("name:") else line
+             for line in text.splitlines() if not line.startswith("aliases:")]
+    path = tmp_path / f"{name}.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return load_profile(path)
+
+
+def test_the_device_cpu_decides_and_says_so(lenet, tmp_path, monkeypatch):
+    """study --device for an Arm Pi on an AVX2-only host: 8-bit weights (the Pi's int8 dot
+    products do not saturate), decided by the device, with the caveat that this host's
+    measurement saturates; for an AVX2-only device on a VNNI host: 7-bit, no caveat."""
+    from edgeshrink.devices import load_profile
+    from edgeshrink.study.plan import CandidateSpec
+    from edgeshrink.study.runner import _build
+
+    monkeypatch.setattr("edgeshrink.bench.machine.cpu_flags", lambda: list(AVX2_ONLY))
+    pi = load_profile("raspberry-pi-4")
+    assert pi.cpu_flags == ("asimd",)
+    art, _ = _build(CandidateSpec("pi", (StaticInt8Config(),)), lenet, tmp_path, None, pi)
+    fmt = art.notes["int8_format"]
+    assert fmt["reduce_range"] is False and fmt["cpu_flags"] == ["asimd"]
+    assert fmt["decided_by"] == "device raspberry-pi-4"
+    assert "saturate" in art.notes["accuracy_caveat"] and "lower" in art.notes["accuracy_caveat"]
+    assert max(int(np.abs(w).max()) for w in _int8_weights(art.path).values()) == 127
+
+    monkeypatch.setattr("edgeshrink.bench.machine.cpu_flags", lambda: list(VNNI))
+    epyc = _profile(tmp_path, "epyc-avx2", AVX2_ONLY)
+    art, _ = _build(CandidateSpec("epyc", (DynamicInt8Config(),)), lenet, tmp_path, None, epyc)
+    fmt = art.notes["int8_format"]
+    assert fmt["reduce_range"] is True and fmt["decided_by"] == "device epyc-avx2"
+    assert "accuracy_caveat" not in art.notes and "accuracy_caveat" not in fmt
+    assert max(int(np.abs(w).max()) for w in _int8_weights(art.path).values()) <= 64
+
+
+def test_without_a_device_or_its_flags_the_host_decides(lenet, tmp_path, monkeypatch):
+    from edgeshrink.study.plan import CandidateSpec
+    from edgeshrink.study.runner import _build
+
+    monkeypatch.setattr("edgeshrink.bench.machine.cpu_flags", lambda: list(AVX2_ONLY))
+    art, _ = _build(CandidateSpec("host", (DynamicInt8Config(),)), lenet, tmp_path, None)
+    assert art.notes["int8_format"]["decided_by"] == "this host"
+    assert art.notes["int8_format"]["reduce_range"] is True
+    blank = _profile(tmp_path, "no-flags", [])
+    assert blank.cpu_flags == ()
+    fmt = int8_format_for(StaticInt8Config(), None, device=blank.name)
+    assert fmt["decided_by"] == "this host (the profile of no-flags lists no cpu_flags)"
+    # 8-bit weights pinned for an AVX2 device, measured on a VNNI host: optimistic here
+    monkeypatch.setattr("edgeshrink.bench.machine.cpu_flags", lambda: list(VNNI))
+    off = int8_format_for(StaticInt8Config(reduce_range="off"), tuple(AVX2_ONLY), device="d")
+    assert off["decided_by"] == "recipe" and "higher" in off["accuracy_caveat"]
+
+
+def test_static_build_chooses_the_format_once(lenet, tmp_path, monkeypatch):
+    import edgeshrink.quant.ort as ort_mod
+
+    calls = []
+    real = ort_mod.int8_format_for
+    monkeypatch.setattr(ort_mod, "int8_format_for",
+                        lambda *a, **k: calls.append(a) or real(*a, **k))
+    art = _build(lenet, StaticInt8Config(), tmp_path, "once")
+    assert len(calls) == 1 and art.notes["int8_format"]["decided_by"] == "this host"
