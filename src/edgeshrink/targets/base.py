@@ -67,16 +67,23 @@ class Target(abc.ABC):
         run = self.load(Path(art.path), threads=2)
         return np.concatenate([run(*xs) for xs in data.numpy_batches(batch_size)])
 
+    def file_figures(self, art) -> dict[str, Any]:
+        """``{"path", "size", "compressed", "sha256"}`` of the shipped files together (the
+        bytes that go to the device, deflated at level 9, and their hash)."""
+        import hashlib
+
+        blob = b"".join(p.read_bytes() for p in self.shipped_files(art))
+        return {"path": Path(art.path), "size": len(blob),
+                "compressed": len(zlib.compress(blob, 9)),
+                "sha256": hashlib.sha256(blob).hexdigest()}
+
     def figures(self, art, inputs: tuple[np.ndarray, ...], threads: tuple[int, ...],
                 budget_s: float = 1.0) -> dict[str, Any]:
         """``{"path", "size", "compressed", "sha256", "by_threads": {str(t): latency stats},
         "peak_mb"}`` of the shipped file, measured in this runtime, and optionally
         ``"notes"``: runtime facts the record keeps (ORT: ``onnx_nodes``)."""
-        import hashlib
-
         from edgeshrink.bench.timing import summarize, time_interleaved
 
-        blob = b"".join(p.read_bytes() for p in self.shipped_files(art))
         by_threads = {}
         for t in threads:
             run = self.load(Path(art.path), threads=t)
@@ -85,9 +92,7 @@ class Target(abc.ABC):
             stats = summarize(samples)
             by_threads[str(t)] = {k: stats[k] for k in ("p50", "p90", "p99", "min", "mean",
                                                         "count")}
-        return {"path": Path(art.path), "size": len(blob),
-                "compressed": len(zlib.compress(blob, 9)),
-                "sha256": hashlib.sha256(blob).hexdigest(), "by_threads": by_threads,
+        return {**self.file_figures(art), "by_threads": by_threads,
                 "peak_mb": self.peak_memory_mb(art, inputs, max(threads))}
 
     def peak_memory_mb(self, art, inputs: tuple[np.ndarray, ...], threads: int) -> float | None:

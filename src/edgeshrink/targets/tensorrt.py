@@ -22,8 +22,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +138,19 @@ class TensorRTTarget(Target):
     precisions = frozenset({"fp32", "fp16", "int8"})
     measured_here = False
 
+    def missing(self) -> str | None:
+        """What building the QDQ file and running it as the engine's proxy needs here: ONNX
+        Runtime (its quantizer and CPU provider) and onnx-ir (the symmetric-Q/DQ check)."""
+        import importlib.util
+
+        absent = [pip for module, pip in (("onnxruntime", "onnxruntime"), ("onnx_ir", "onnx-ir"))
+                  if importlib.util.find_spec(module) is None]
+        if absent:
+            return (f"the TensorRT QDQ file needs {' and '.join(absent)} here; install "
+                    f"{'them' if len(absent) > 1 else 'it'} with `pip install "
+                    f"{' '.join(absent)}` (TensorRT itself runs on the device).")
+        return None
+
     def load(self, path: Path, threads: int = 1):
         """The QDQ file in ONNX Runtime: the accuracy proxy for the engine, not TensorRT."""
         from edgeshrink.export import ort_session, run_onnx
@@ -151,13 +162,10 @@ class TensorRTTarget(Target):
                 budget_s: float = 1.0) -> dict[str, Any]:
         """Size and sha256 of the file; the latency is a roofline estimate on
         :data:`ESTIMATE_DEVICE` (``"latency_source": "estimate"``), nothing is timed."""
-        blob = b"".join(p.read_bytes() for p in self.shipped_files(art))
-        ms = _estimate_ms(Path(art.path), len(blob))
+        files = self.file_figures(art)
+        ms = _estimate_ms(Path(art.path), files["size"])
         stats = {"p50": ms, "p90": ms, "p99": ms, "min": ms, "mean": ms, "count": 0}
-        return {"path": Path(art.path), "size": len(blob),
-                "compressed": len(zlib.compress(blob, 9)),
-                "sha256": hashlib.sha256(blob).hexdigest(),
-                "by_threads": {str(t): dict(stats) for t in threads}, "peak_mb": None,
+        return {**files, "by_threads": {str(t): dict(stats) for t in threads}, "peak_mb": None,
                 "latency_source": "estimate", "latency_device": ESTIMATE_DEVICE}
 
     def loading_code(self, art, *, file_name: str) -> str:

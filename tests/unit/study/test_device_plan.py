@@ -172,3 +172,25 @@ def test_every_device_plan_has_unique_names_and_artifact_steps_last(device):
     assert len({s.name for s in specs}) == len(specs) >= 3
     for spec in specs:
         check_artifact_last(list(spec.recipe), spec.name)
+
+
+def test_the_plan_asks_each_target_what_is_missing(monkeypatch):
+    """No table of modules in the plan: a target's own missing() decides, in its words."""
+    import importlib.util
+
+    from edgeshrink.targets import get_target
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "onnx_ir" else real(name, *a))
+    why = get_target("tensorrt").missing()
+    assert why == ("the TensorRT QDQ file needs onnx-ir here; install it with `pip install "
+                   "onnx-ir` (TensorRT itself runs on the device).")
+    assert device_module.runtime_missing("tensorrt") == why
+    notes = []
+    plan = _plan("jetson-orin-nano", on_note=notes.append)
+    assert "tensorrt-int8-qdq" not in plan and "int8-static" in plan
+    assert notes == [f"tensorrt candidates skipped: {why}"]
+    monkeypatch.setattr(get_target("executorch"), "missing", lambda: "no ExecuTorch here.")
+    assert device_module.runtime_missing("executorch") == "no ExecuTorch here."
+    assert not hasattr(device_module, "_MODULES")

@@ -18,28 +18,22 @@ Example:
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable, Iterable
 
 from edgeshrink.study.plan import CandidateSpec
 
 __all__ = ["device_plan", "format_step", "speed_or_size_binds", "runtime_missing"]
 
-# the Python module each runtime needs on this machine to build and run its files
-_MODULES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "litert": "ai_edge_litert",
-            "executorch": "executorch", "tensorrt": "onnxruntime"}
 BINDING = ("speed", "size", "energy")
 
 
 def runtime_missing(name: str) -> str | None:
-    """One sentence when ``name``'s runtime cannot build or run files here, else None."""
+    """One sentence when ``name``'s runtime cannot build or run files here, else None: the
+    target's own :meth:`~edgeshrink.targets.Target.missing`, and for LiteRT the converter
+    that builds ``.tflite`` files besides the interpreter that runs them."""
     from edgeshrink.targets import get_target
 
-    target = get_target(name)
-    why = target.missing()
-    if why is None and importlib.util.find_spec(_MODULES[name]) is None:
-        extra = f" (pip install 'edgeshrink[{target.extra}]')" if target.extra else ""
-        why = f"{target.label or name} is not installed here{extra}."
+    why = get_target(name).missing()
     if why is None and name == "litert":  # the interpreter runs files; building needs more
         from edgeshrink.targets.litert import converter_missing
 
