@@ -5,11 +5,7 @@ a fresh process: what ``edgeshrink bench`` reports and what a study records per 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import subprocess
-import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -290,15 +286,6 @@ def compare(paths: list[str | os.PathLike], options: BenchOptions | None = None)
     }
 
 
-def _child_env() -> dict[str, str]:
-    import edgeshrink
-
-    root = str(Path(edgeshrink.__file__).resolve().parent.parent)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    return env
-
-
 def bench_fresh_process(
     path: str | os.PathLike,
     options: BenchOptions | None = None,
@@ -319,29 +306,19 @@ def bench_fresh_process(
             generated from the declared shapes.
         python: interpreter to run (default: this one).
     """
+    from edgeshrink.bench.fresh import INPUTS, run_fresh
+
     options = options or BenchOptions(warmup=1, runs=5)
-    with tempfile.TemporaryDirectory(prefix="edgeshrink-bench-") as tmp:
-        if feeds is not None:
-            npz = Path(tmp) / "inputs.npz"
-            np.savez(npz, **feeds)
-            options = dataclasses.replace(options, inputs=str(npz), dims={})
-        cmd = [
-            python or sys.executable,
-            "-m",
-            "edgeshrink.bench",
-            str(path),
-            "--json",
-            *options.to_argv(),
-        ]
-        proc = subprocess.run(
-            cmd, capture_output=True, text=True, env=_child_env(), timeout=timeout_s
-        )
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
-        if proc.returncode == 2:
-            raise BenchError(last.removeprefix("error: "))
-        raise RuntimeError(f"edgeshrink.bench exited with {proc.returncode}: {last}")
-    return json.loads(proc.stdout)
+    if feeds is not None:
+        options = dataclasses.replace(options, inputs=INPUTS, dims={})
+
+    def fail(code: int, last: str) -> Exception:
+        if code == 2:
+            return BenchError(last.removeprefix("error: "))
+        return RuntimeError(f"edgeshrink.bench exited with {code}: {last}")
+
+    return run_fresh(["-m", "edgeshrink.bench", str(path), "--json", *options.to_argv()],
+                     feeds, fail=fail, python=python, timeout_s=timeout_s)
 
 
 def peak_memory_fresh_process(

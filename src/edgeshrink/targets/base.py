@@ -99,6 +99,22 @@ class Target(abc.ABC):
         """Peak RSS of a fresh process that loads and runs the file (``None`` if unknown)."""
         return None
 
+    def fresh_peak_mb(self, script: str, path: Path, inputs: tuple[np.ndarray, ...],
+                      *args: str) -> float:
+        """Peak RSS (MiB) of ``python -c SCRIPT PATH NPZ ARGS...`` in a fresh process, where
+        the script loads the file at ``PATH`` and runs it on the inputs in ``NPZ``
+        (:mod:`edgeshrink.bench.fresh`); a child that fails raises :class:`TargetError`
+        with its last line."""
+        from edgeshrink.bench.fresh import INPUTS, fresh_peak_mb
+
+        runtime = self.label.split(" (")[0] or self.name
+
+        def fail(_code: int, last: str) -> TargetError:
+            return TargetError(f"{runtime} could not run {Path(path).name} in a fresh "
+                               f"process: {last}")
+
+        return fresh_peak_mb(script, [str(path), INPUTS, *args], inputs, fail=fail)
+
     def loading_code(self, art, *, file_name: str) -> str:
         """A short, runnable snippet that loads ``file_name`` on the device and runs it
         (goes into ``recommended/README.md``)."""

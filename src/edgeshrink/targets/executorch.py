@@ -54,7 +54,7 @@ class ExecuTorchTarget(Target):
             np.float32, copy=False)
 
     def peak_memory_mb(self, art, inputs: tuple[np.ndarray, ...], threads: int) -> float | None:
-        return _child_peak_mb(Path(art.path), inputs, threads)
+        return self.fresh_peak_mb(_CHILD, Path(art.path), inputs, str(threads))
 
     def loading_code(self, art, *, file_name: str) -> str:
         return _LOADING_CODE.format(file=file_name)
@@ -62,9 +62,10 @@ class ExecuTorchTarget(Target):
 
 TARGET = ExecuTorchTarget()
 
-# A fresh process that loads and runs the file: the memory a device owner sees.
+# A fresh process that loads and runs the file: the memory a device owner sees
+# (edgeshrink.bench.fresh adds the peak report).
 _CHILD = r"""
-import json, sys
+import sys
 import numpy as np
 import torch
 from executorch.runtime import Runtime
@@ -77,25 +78,7 @@ batch = method.metadata.input_tensor_meta(0).sizes()[0]
 xs = [torch.from_numpy(arrays[f"arr_{k}"][:batch].copy()) for k in range(len(arrays.files))]
 for _ in range(3):
     method.execute(xs)
-hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
-print(json.dumps({"peak_kb": int(hwm.split()[1])}))
 """
-
-def _child_peak_mb(path: Path, inputs: tuple[np.ndarray, ...], threads: int) -> float:
-    import json
-    import subprocess
-    import sys
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        npz = Path(tmp) / "inputs.npz"
-        np.savez(npz, *inputs)
-        out = subprocess.run([sys.executable, "-c", _CHILD, str(path), str(npz), str(threads)],
-                             capture_output=True, text=True, timeout=600)
-    if out.returncode != 0:
-        tail = (out.stderr.strip().splitlines() or ["no message"])[-1]
-        raise TargetError(f"ExecuTorch could not run {path.name} in a fresh process: {tail}")
-    return json.loads(out.stdout.strip().splitlines()[-1])["peak_kb"] / 1024.0
 
 
 _LOADING_CODE = '''\

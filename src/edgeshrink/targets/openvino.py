@@ -27,7 +27,8 @@ __all__ = ["TARGET", "OpenVINOTarget", "compile_openvino", "compiled_graph"]
 # on BF16-capable CPUs is bf16, which would change the metric), latency-oriented streams.
 _CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
 
-# A fresh process that compiles the IR and runs it: the memory a device owner sees.
+# A fresh process that compiles the IR and runs it: the memory a device owner sees
+# (edgeshrink.bench.fresh adds the peak report).
 _CHILD = r"""
 import json, sys
 import numpy as np, openvino as ov
@@ -38,8 +39,6 @@ compiled = ov.Core().compile_model(ir, "CPU", cfg)
 feeds = [arrays[f"arr_{k}"] for k in range(len(arrays.files))]
 for _ in range(3):
     compiled(feeds)
-hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
-print(json.dumps({"peak_kb": int(hwm.split()[1])}))
 """
 
 
@@ -116,17 +115,8 @@ class OpenVINOTarget(Target):
 
     def peak_memory_mb(self, art, inputs: tuple[np.ndarray, ...], threads: int) -> float | None:
         import json
-        import subprocess
-        import sys
-        import tempfile
 
-        with tempfile.TemporaryDirectory() as tmp:
-            npz = Path(tmp) / "inputs.npz"
-            np.savez(npz, *inputs)
-            out = subprocess.run([sys.executable, "-c", _CHILD, str(_ir(art)), str(npz),
-                                  str(threads), json.dumps(_CONFIG)],
-                                 capture_output=True, text=True, check=True, timeout=600)
-        return json.loads(out.stdout.strip().splitlines()[-1])["peak_kb"] / 1024.0
+        return self.fresh_peak_mb(_CHILD, _ir(art), inputs, str(threads), json.dumps(_CONFIG))
 
     def loading_code(self, art, *, file_name: str) -> str:
         """Compile ``file_name`` (its ``.bin`` beside it) on the CPU plugin and run it."""

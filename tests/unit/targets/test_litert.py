@@ -175,3 +175,17 @@ def test_fp16_and_dynamic_int8_shrink_the_file(digits_task, built, tmp_path):
         assert art.path.stat().st_size < most * fp32
         out = get_target("litert").outputs(art, digits_task.eval)
         assert np.mean(out.argmax(1) == _torch_out(digits_task).argmax(1)) >= 0.98
+
+
+def test_peak_memory_of_a_fresh_process_that_runs_the_file(digits_task, built, tmp_path):
+    """Through the same fresh-process helper as ExecuTorch and OpenVINO: float inputs are
+    quantized for the int8-io file, and a file the interpreter refuses is one sentence."""
+    target = get_target("litert")
+    x = tuple(a[:1] for a in digits_task.eval.inputs)
+    peaks = {k: target.peak_memory_mb(built[k], x, 1) for k in ("fp32", "micro")}
+    for peak in peaks.values():  # python + numpy + the interpreter; not this process's torch
+        assert 10 < peak < 1000, peaks
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"not a flatbuffer")
+    with pytest.raises(TargetError, match=r"^LiteRT could not run bad.tflite in a fresh process"):
+        target.peak_memory_mb(type(built["fp32"])(path=bad, model=None), x, 1)
