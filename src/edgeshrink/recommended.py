@@ -4,7 +4,7 @@ needs, and a README with that runtime's own loading code.
 What is copied is what the candidate's target ships (:meth:`Target.shipped_files`: the
 ``.tflite`` and its C header for a microcontroller, the OpenVINO ``.xml`` and ``.bin``, the
 QDQ ``.onnx`` TensorRT builds its engine from); the README shows how that runtime loads it
-(:meth:`Target.loading_code`, else the default for the runtime kept here): the LiteRT
+(:meth:`Target.loading_code`, the one place each runtime's snippet is kept): the LiteRT
 interpreter, the ExecuTorch runtime, TensorFlow Lite Micro with the C header, the
 ``trtexec`` lines. An ONNX Runtime snippet appears only for a file ONNX Runtime runs.
 
@@ -80,15 +80,6 @@ def _resolve(p: Path | str, run_dir: Path, src: Path) -> Path | None:
     return None
 
 
-def _default_files(runtime: str, src: Path, notes: dict) -> list[Path | str]:
-    """Files a runtime needs beside the artifact, where its target does not say yet."""
-    if runtime == "openvino":
-        return [src.with_suffix(".bin")]
-    if runtime == "litert" and notes.get("c_header"):
-        return [notes["c_header"]]
-    return []
-
-
 def shipped_files(run_dir: Path | str, cand: CandidateRecord) -> list[Path]:
     """Every file of ``cand`` that goes to the device, the artifact first.
 
@@ -105,7 +96,7 @@ def shipped_files(run_dir: Path | str, cand: CandidateRecord) -> list[Path]:
     except UserError:  # a runtime this install does not know: the artifact alone
         listed = [src]
     out: list[Path] = []
-    for p in [src, *listed, *_default_files(runtime, src, cand.notes or {})]:
+    for p in [src, *listed]:
         found = _resolve(p, run_dir, src)
         if found is None:
             raise UserError(f"{Path(p).name}, a file {cand.name} ships with, is missing from "
@@ -118,124 +109,20 @@ def shipped_files(run_dir: Path | str, cand: CandidateRecord) -> list[Path]:
 # ---------------------------------------------------------------- how it loads
 
 
-def loading_code(run_dir: Path | str, cand: CandidateRecord, *, threads: int = 1) -> str:
-    """The README's snippet: the target's own :meth:`Target.loading_code` where it has
-    one, else the default for the candidate's runtime."""
+def loading_code(run_dir: Path | str, cand: CandidateRecord) -> str:
+    """The README's snippet: the target's own :meth:`Target.loading_code`, the one source of
+    each runtime's loading code (fenced as Python where the target gives a bare snippet)."""
     from edgeshrink.targets import get_target
 
-    run_dir = Path(run_dir)
     name = Path(cand.artifact).name
     try:
-        code = get_target(_runtime(cand)).loading_code(_artifact(run_dir, cand), file_name=name)
-    except Exception:  # noqa: BLE001 - a file the runtime cannot open here gets the default
+        code = get_target(_runtime(cand)).loading_code(_artifact(Path(run_dir), cand),
+                                                       file_name=name).strip()
+    except UserError:  # a runtime this install does not know
         code = ""
-    if code.strip() and "```" not in code:  # a target's bare snippet: fence it for README.md
-        code = f"```python\n{code.strip()}\n```"
-    return code.strip() + "\n" if code.strip() else _default_code(run_dir, cand, threads)
-
-
-def _default_code(run_dir: Path, cand: CandidateRecord, threads: int) -> str:
-    name, notes, runtime = Path(cand.artifact).name, cand.notes or {}, _runtime(cand)
-    if runtime == "litert" and notes.get("c_header"):
-        return _tflm_code(run_dir, cand)
-    if runtime == "tensorrt":
-        from edgeshrink.targets.tensorrt import trtexec_snippet
-
-        return trtexec_snippet(name)
-    return _SNIPPETS.get(runtime, _SNIPPETS["onnxruntime"]).format(artifact=name,
-                                                                   threads=threads)
-
-
-_SNIPPETS = {
-    "onnxruntime": """```python
-import numpy as np, onnxruntime as ort
-opts = ort.SessionOptions(); opts.intra_op_num_threads = {threads}
-sess = ort.InferenceSession("{artifact}", opts, providers=["CPUExecutionProvider"])
-x = np.zeros([d if isinstance(d, int) else 1 for d in sess.get_inputs()[0].shape], np.float32)
-print(sess.run(None, {{sess.get_inputs()[0].name: x}})[0].shape)
-```
-""",
-    "openvino": """```python
-import numpy as np, openvino as ov
-compiled = ov.Core().compile_model("{artifact}", "CPU", {{"INFERENCE_NUM_THREADS": {threads}}})
-x = np.zeros([d.get_length() if d.is_static else 1 for d in compiled.input(0).partial_shape],
-             np.float32)
-print(compiled([x])[compiled.output(0)].shape)
-```
-""",
-    "litert": """```python
-import numpy as np
-from ai_edge_litert.interpreter import Interpreter  # pip install ai-edge-litert
-interp = Interpreter(model_path="{artifact}", num_threads={threads})
-interp.allocate_tensors()
-inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-interp.set_tensor(inp["index"], np.zeros(inp["shape"], inp["dtype"]))  # int8 io: quantize
-interp.invoke()                                                         # with inp["quantization"]
-print(interp.get_tensor(out["index"]).shape)
-```
-""",
-    "executorch": """```python
-import torch
-from executorch.runtime import Runtime  # pip install executorch
-method = Runtime.get().load_program("{artifact}").load_method("forward")
-meta = method.metadata.input_tensor_meta(0)
-print(method.execute([torch.zeros(list(meta.sizes()))])[0].shape)
-```
-
-In C++ the same file loads with `executorch::extension::Module module("{artifact}");`
-and `module.forward(...)`; link the XNNPACK backend, which runs its delegated graph.
-""",
-}
-
-
-def _c_array_name(header: Path | None, stem: str) -> str:
-    """The byte array a C header defines (``const unsigned char NAME[] = ...``)."""
-    if header is not None and header.is_file():
-        hit = re.search(r"(?:unsigned\s+char|uint8_t)\s+(\w+)\s*\[", header.read_text(
-            errors="replace")[:4000])
-        if hit:
-            return hit.group(1)
-    return re.sub(r"\W", "_", stem) + "_tflite"
-
-
-def _tflm_code(run_dir: Path, cand: CandidateRecord) -> str:
-    notes = cand.notes or {}
-    src = run_dir / cand.artifact
-    header = _resolve(notes["c_header"], run_dir, src)
-    hname = Path(notes["c_header"]).name
-    array = _c_array_name(header, src.stem)
-    arena = int(notes.get("arena_bytes") or 0)
-    arena_line = (f"constexpr int kArenaSize = {arena} + 1024;  // estimated arena + margin"
-                  if arena else "constexpr int kArenaSize = 64 * 1024;  // no arena estimate")
-    ops = notes.get("ops") if isinstance(notes.get("ops"), list) else None
-    resolver = (f"tflite::MicroMutableOpResolver<{len(ops)}> resolver;  // {', '.join(ops)}"
-                if ops else "tflite::MicroMutableOpResolver<16> resolver;  // add the model's ops")
-    return f"""TensorFlow Lite Micro (C++), with the model compiled in from `{hname}`:
-
-```cpp
-#include "{hname}"
-#include "tensorflow/lite/micro/micro_interpreter.h"
-#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
-#include "tensorflow/lite/schema/schema_generated.h"
-
-{arena_line}
-alignas(16) static uint8_t tensor_arena[kArenaSize];
-
-int run_once() {{
-  const tflite::Model* model = tflite::GetModel({array});
-  {resolver}
-  // resolver.AddConv2D(); resolver.AddFullyConnected(); ... one call per op of the model
-  tflite::MicroInterpreter interpreter(model, resolver, tensor_arena, kArenaSize);
-  if (interpreter.AllocateTensors() != kTfLiteOk) return -1;  // arena too small
-  TfLiteTensor* input = interpreter.input(0);   // int8: quantize with input->params
-  // ... fill input->data.int8 ...
-  if (interpreter.Invoke() != kTfLiteOk) return -1;
-  return interpreter.output(0)->data.int8[0];
-}}
-```
-
-The `.tflite` beside it is the same model, for the LiteRT interpreter on a host.
-"""
+    if not code:
+        return f"Load `{name}` with {_runtime(cand)}.\n"
+    return (code if "```" in code else f"```python\n{code}\n```") + "\n"
 
 
 def _measure_text(cand: CandidateRecord, device: str, threads: int) -> str:
@@ -270,7 +157,7 @@ def readme_text(run_dir: Path | str, run: RunRecord, rec: dict[str, Any],
         description=_md(profile.description), priority=rec["priority"],
         reasons="\n".join(f"- {_md(r)}" for r in rec["reasons"]), label=label,
         files=", ".join(f"`{p.name}`" for p in files),
-        code=loading_code(run_dir, cand, threads=profile.threads),
+        code=loading_code(run_dir, cand),
         runtime=profile.runtime or label,
         not_timed=f"\n{_md(not_timed)}\n" if not_timed else "",
         measure=_measure_text(cand, _md(profile.name), profile.threads))

@@ -114,3 +114,22 @@ def test_a_moved_run_ships_its_own_copy_of_an_absolute_companion(tmp_path):
                  {"c_header": str(old / "artifacts" / "m.h")})  # as written before the move
     files = shipped_files(new, cand)
     assert [f.read_bytes() for f in files] == [b"TFL3", b"here"]
+
+
+@pytest.mark.parametrize(("runtime", "artifact"), [
+    ("onnxruntime", "m.onnx"), ("openvino", "m.xml"), ("litert", "m.tflite"),
+    ("executorch", "m.pte"), ("tensorrt", "m.onnx")])
+def test_the_readme_code_is_the_targets_own(tmp_path, runtime, artifact):
+    """One source of loading code: the target's; the README only fences it."""
+    from edgeshrink.recommended import loading_code
+    from edgeshrink.targets import get_target
+    from edgeshrink.transforms import Artifact
+
+    cand = _cand("m", f"artifacts/{artifact}", runtime)
+    (tmp_path / "artifacts").mkdir()
+    (tmp_path / cand.artifact).write_bytes(b"not a model")  # cannot be opened here
+    art = Artifact(path=tmp_path / cand.artifact, model=None, runtime=runtime)
+    own = get_target(runtime).loading_code(art, file_name=artifact).strip()
+    assert own and own in loading_code(tmp_path, cand)
+    if "```" not in own:  # a bare Python snippet: it must at least compile
+        compile(own, artifact, "exec")
