@@ -29,7 +29,7 @@ from torch import nn
 from edgeshrink.data import Dataset
 from edgeshrink.errors import UserError
 
-__all__ = ["Metric", "Task", "load_task", "accuracy_metric"]
+__all__ = ["Metric", "Task", "load_task", "accuracy_metric", "has_labels"]
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,19 @@ class Task:
     def example_inputs(self, batch: int = 1) -> tuple[torch.Tensor, ...]:
         """The first ``batch`` evaluation samples, as the model's positional inputs."""
         return tuple(torch.from_numpy(np.ascontiguousarray(a[:batch])) for a in self.eval.inputs)
+
+
+def has_labels(task: Task | None) -> bool:
+    """Whether ``task`` has a non-empty training split with labels (1-D targets), so that
+    pruned candidates can be fine-tuned; a split whose targets are the FP32 model's logits
+    (the pretrained tasks) serves distillation only.
+
+    Example:
+        >>> has_labels(load_task("zoo:lenet5-digits")), has_labels(None)  # doctest: +SKIP
+        (True, False)
+    """
+    train = getattr(task, "train", None)
+    return train is not None and len(train) > 0 and train.targets.ndim == 1
 
 
 def load_task(spec: str) -> Task:

@@ -194,3 +194,29 @@ def test_the_plan_asks_each_target_what_is_missing(monkeypatch):
     monkeypatch.setattr(get_target("executorch"), "missing", lambda: "no ExecuTorch here.")
     assert device_module.runtime_missing("executorch") == "no ExecuTorch here."
     assert not hasattr(device_module, "_MODULES")
+
+
+def test_both_plans_take_labelled_data_from_one_function(monkeypatch):
+    """has_labels: 1-D targets in a non-empty train split; logits (distillation data), an
+    empty split or no task are not labels. Both plans ask it, and drop fine-tuning with it."""
+    from edgeshrink.data import Dataset
+    from edgeshrink.study.plans.structured import structured_candidates
+    from edgeshrink.task import has_labels
+
+    x = np.zeros((4, 3), np.float32)
+    assert has_labels(SimpleNamespace(train=Dataset((x,), np.zeros(4, np.int64))))
+    assert not has_labels(SimpleNamespace(train=Dataset((x,), np.zeros((4, 10), np.float32))))
+    assert not has_labels(SimpleNamespace(train=Dataset((x[:0],), np.zeros(0, np.int64))))
+    assert not has_labels(SimpleNamespace(train=None)) and not has_labels(None)
+
+    def kinds(specs):
+        return {s.name: [c.kind for c in s.recipe] for s in specs}
+
+    assert "finetune" in kinds(structured_candidates(LABELLED))["channels-30mac"]
+    assert "finetune" in kinds(device_plan(LABELLED, load_profile("rpi4")))[
+        "channels-30mac+litert-int8"]
+    monkeypatch.setattr("edgeshrink.task.has_labels", lambda task: False)
+    assert kinds(structured_candidates(LABELLED))["channels-30mac"] == ["structured"]
+    device = kinds(device_plan(LABELLED, load_profile("rpi4")))
+    assert device["channels-30mac+litert-int8"] == ["structured", "litert"]
+    assert "channels-50mac+litert-int8" not in device  # no labels: only the gentler cut

@@ -88,6 +88,7 @@ def device_plan(task, profile, *, finetune_epochs: int = 3, priority: str | None
     machine is skipped; ``on_note`` gets one sentence saying so.
     """
     from edgeshrink.targets import load_builders
+    from edgeshrink.task import has_labels
     from edgeshrink.train import FinetuneConfig
     from edgeshrink.transforms import HANDLERS
 
@@ -122,8 +123,7 @@ def device_plan(task, profile, *, finetune_epochs: int = 3, priority: str | None
         return (CandidateSpec(f"{prefix}+{step[0]}", (*recipe, step[1])) if step
                 else CandidateSpec(prefix, recipe))
 
-    train = getattr(task, "train", None)
-    labelled = train is not None and len(train) > 0 and train.targets.ndim == 1
+    labelled = has_labels(task)
     # distilled from the unpruned model, as the pruning plan does (benchmarks/RESULTS.md)
     ft = (FinetuneConfig(epochs=finetune_epochs, distill=0.5),) if labelled else ()
     if runtimes and speed_or_size_binds(profile, priority, limits):
