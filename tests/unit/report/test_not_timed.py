@@ -43,3 +43,21 @@ def test_a_mixed_precision_file_shows_its_split():
     page = render_page(run, plots={})
     assert "fp32 90 % · int8 10 % of MACs" in page
     assert page.count("of MACs") == 2  # the host and device rows of that candidate only
+
+
+def test_a_metric_measured_here_but_not_the_devices_is_said_on_page_and_terminal():
+    from rich.console import Console
+
+    from edgeshrink.report.terminal import print_summary
+
+    run = sample_run()
+    cand = run.candidates[4]
+    cand.notes = {"accuracy_caveat": "8-bit weights built for device rpi4 saturate here."}
+    page = render_page(run, plots={})
+    section = page[page.index('id="accuracy-caveats"'):]
+    assert f"<b>{cand.name}</b>: 8-bit weights built for device rpi4 saturate here." in section
+    assert 'id="accuracy-caveats"' not in render_page(sample_run(), plots={})
+    console = Console(record=True, width=300)
+    print_summary(run, console)
+    assert (f"metric measured here, not the device's: {cand.name}: 8-bit weights built for "
+            "device rpi4 saturate here.") in console.export_text()
