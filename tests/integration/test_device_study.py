@@ -158,3 +158,39 @@ def test_a_pi_file_that_saturates_on_this_host_says_so_in_the_report_and_advice(
     console = Console(record=True, width=400)
     print_summary(load_run(tmp_path), console)
     assert "metric measured here, not the device's: int8-static:" in console.export_text()
+
+
+def test_a_resume_for_another_cpu_rebuilds_the_int8_file_it_needs(digits_task, tmp_path):
+    """A study built for the Pi (8-bit weights) resumed with --device for an AVX2-only x86
+    CPU: the INT8 candidate is rebuilt with 7-bit weights, not reused; a second resume for
+    that CPU reuses it."""
+    import dataclasses
+
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from edgeshrink.devices import load_profile
+
+    def max_weight(run):
+        model = onnx.load(str(tmp_path / run.get("int8-static").artifact))
+        return max(int(np.abs(numpy_helper.to_array(t).astype(np.int32)).max())
+                   for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8)
+
+    plan = [CandidateSpec("int8-static", (StaticInt8Config(),))]
+    first = run_study(digits_task, plan, tmp_path, threads=(1,), budget_s=0.05,
+                      device=load_profile("rpi4"))
+    assert max_weight(first) == 127
+    avx2 = dataclasses.replace(load_profile("x86-xeon-2vcpu"), name="x86-avx2",
+                               cpu_flags=("sse4_2", "avx", "fma", "avx2"))
+    said = []
+    second = run_study(digits_task, plan, tmp_path, threads=(1,), budget_s=0.05, resume=True,
+                       device=avx2, on_progress=lambda n, s: said.append((n, s)))
+    assert ("int8-static", "rebuilding: this run's CPU (device x86-avx2) needs 7-bit "
+            "(reduce_range) weights") in said
+    assert max_weight(second) <= 64
+    assert second.get("int8-static").notes["int8_format"]["decided_by"] == "device x86-avx2"
+    mtime = (tmp_path / second.get("int8-static").artifact).stat().st_mtime_ns
+    third = run_study(digits_task, plan, tmp_path, threads=(1,), budget_s=0.05, resume=True,
+                      device=avx2)
+    assert (tmp_path / third.get("int8-static").artifact).stat().st_mtime_ns == mtime

@@ -126,16 +126,34 @@ def _packed_size(art: Artifact, sparsity: float, run_dir: Path, notes: dict) -> 
 
 
 def _reusable(run: RunRecord, spec: CandidateSpec, folder: RunFolder,
-              note: Callable[[str], None] | None) -> CandidateRecord | None:
-    """The previous record of ``spec`` if every file it wrote still has its recorded sha256."""
+              note: Callable[[str], None] | None, device=None) -> CandidateRecord | None:
+    """The previous record of ``spec`` if every file it wrote still has its recorded sha256
+    and its INT8 weight format is the one this run would build (a resume with another
+    ``--device``, or on another host, may need the other one)."""
     for rec in run.all_candidates():
         if rec.name == spec.name and rec.recipe == spec.recipe_dicts():
-            why = folder.verify(spec.name)
+            why = folder.verify(spec.name) or _format_changed(rec, device)
             if why is None:
                 return rec
             if note:
                 note(f"rebuilding: {why}")
     return None
+
+
+def _format_changed(rec: CandidateRecord, device) -> str | None:
+    """Why ``rec``'s ONNX Runtime INT8 file is not the one this run would build, or None:
+    its weights were chosen from CPU flags that now give the other format."""
+    fmt = rec.notes.get("int8_format")
+    if not isinstance(fmt, dict) or fmt.get("chosen_by") != "cpu flags":
+        return None
+    from edgeshrink.targets.onnxruntime import int8_format
+
+    flags = (tuple(device.cpu_flags) or None) if device is not None else None
+    now = int8_format(flags)["reduce_range"]
+    if bool(fmt.get("reduce_range")) == now:
+        return None
+    bits = "7-bit (reduce_range)" if now else "8-bit"
+    return f"this run's CPU ({'device ' + device.name if device else 'this host'}) needs {bits} weights"
 
 
 def _build(spec: CandidateSpec, task: Task, art_dir: Path, on_step,
@@ -224,7 +242,7 @@ def run_study(
     specs = [CandidateSpec(BASELINE, ())] + list(plan)
     for spec in specs:
         note = (lambda step, n=spec.name: on_progress(n, step)) if on_progress else None
-        rec = _reusable(previous, spec, folder, note) if previous else None
+        rec = _reusable(previous, spec, folder, note, device) if previous else None
         before = folder.snapshot()
         built = rec is None
         if built:
