@@ -23,7 +23,7 @@ from onnx import numpy_helper
 
 from edgeshrink.quant.calibrate import ort_session_from_bytes
 
-__all__ = ["correct_biases", "output_means"]
+__all__ = ["correct_biases", "expected_shift", "output_means"]
 
 
 def _biased_nodes(model: onnx.ModelProto) -> dict[str, tuple[str, str, str]]:
@@ -81,19 +81,30 @@ def _weight_error(fp32: onnx.ModelProto, model: onnx.ModelProto, name: str) -> n
     return (q - zp) * scale - w
 
 
-def _shift(err: np.ndarray, mean_in: np.ndarray, node) -> np.ndarray:
-    """Per-output-channel ``E[(W_q - W) x]`` for an input with per-channel mean ``mean_in``
-    (spatially constant; padding ignored)."""
-    if node.op_type == "Gemm":
-        trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
-        return (err if trans_b else err.T) @ mean_in
-    group = next((a.i for a in node.attribute if a.name == "group"), 1)
-    per_out = err.reshape(err.shape[0], err.shape[1], -1).sum(-1)  # (out, in/group)
-    if group == 1:
+def expected_shift(err: np.ndarray, mean_in: np.ndarray, groups: int = 1) -> np.ndarray:
+    """Per-output-channel ``E[(W_q - W) x]`` for a weight error ``err`` laid out
+    ``(out, in/groups, *kernel)`` (a Linear's ``(out, in)`` too) and an input whose channel
+    ``c`` has mean ``mean_in[c]`` (spatially constant; padding ignored).
+
+    Example:
+        >>> expected_shift(np.ones((2, 3)), np.array([1.0, 2.0, 3.0]))
+        array([6., 6.])
+    """
+    per_out = err.reshape(err.shape[0], err.shape[1], -1).sum(-1)  # (out, in/groups)
+    if groups == 1:
         return per_out @ mean_in
     cin = err.shape[1]
-    idx = (np.arange(err.shape[0]) // (err.shape[0] // group))[:, None] * cin + np.arange(cin)
+    idx = (np.arange(err.shape[0]) // (err.shape[0] // groups))[:, None] * cin + np.arange(cin)
     return (per_out * mean_in[idx]).sum(1)
+
+
+def _shift(err: np.ndarray, mean_in: np.ndarray, node) -> np.ndarray:
+    """:func:`expected_shift` for an ONNX Conv or Gemm node."""
+    if node.op_type == "Gemm":
+        trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+        return expected_shift(err if trans_b else err.T, mean_in)
+    return expected_shift(err, mean_in, next((a.i for a in node.attribute
+                                              if a.name == "group"), 1))
 
 
 def correct_biases(fp32_path: Path | str, qdq_path: Path | str, batches: list) -> int:

@@ -1,16 +1,19 @@
 """A PT2E activation observer that sets its range with our calibrators.
 
 torchao's PT2E observers offer min-max and a histogram (L2) search; the percentile, entropy
-(KL) and MSE calibrators of :mod:`edgeshrink.quant.calibrate` reach PT2E quantizers
-(XNNPACK's for ExecuTorch) through this observer. It keeps the exact extremes, as
-``MinMaxObserver`` does, and a histogram over them of a fixed-seed subsample of at most
-``max_values`` values per batch; the calibrator picks ``(lo, hi)`` on it, and the scale and zero point
-follow from that range as the quantizer's spec (dtype, qscheme) says.
+(KL), MSE and mean min-max calibrators of :mod:`edgeshrink.quant.calibrate` reach PT2E
+quantizers (litert-torch's for LiteRT, XNNPACK's for ExecuTorch) through this observer. It
+keeps the exact extremes, as ``MinMaxObserver`` does, each sample's own extremes (for mean
+min-max), and a histogram over the extremes of a fixed-seed subsample of the values: the
+same budget per tensor as the ONNX path's :func:`~edgeshrink.quant.calibrate.collect_stats`
+(``MAX_VALUES`` over the whole calibration set, spread evenly over its ``calls`` forward
+calls), so that a calibrator picks the same range whichever runtime it serves. The scale
+and zero point follow from that range as the quantizer's spec (dtype, qscheme) says.
 
 Imports torch and torchao at module level: import it inside functions only.
 
 Example:
-    >>> ctor = RangeObserver.with_args(method="percentile", eps=2**-12)
+    >>> ctor = RangeObserver.with_args(method="percentile", calls=4, eps=2**-12)
 """
 
 from __future__ import annotations
@@ -19,42 +22,63 @@ import numpy as np
 import torch
 from torchao.quantization.pt2e import MinMaxObserver
 
-from edgeshrink.quant.calibrate import TensorStats, calibrate_range
+from edgeshrink.quant.calibrate import MAX_VALUES, TensorStats, calibrate_range
 
-__all__ = ["RangeObserver", "observe_after_relu6", "quantize_residual_adds"]
+__all__ = ["RangeObserver", "InputMeans", "correct_biases", "observe_after_relu6",
+           "quantize_residual_adds"]
 
 
 class RangeObserver(MinMaxObserver):
-    """``MinMaxObserver`` whose range comes from ``calibrate_range(stats, method)``."""
+    """``MinMaxObserver`` whose range comes from ``calibrate_range(stats, method)``.
 
-    def __init__(self, method: str = "percentile", max_values: int = 1 << 16, **kwargs) -> None:
+    Args:
+        method: one of :data:`~edgeshrink.quant.calibrate.CALIBRATORS` (``minmax`` keeps
+            no histogram: torchao's own min-max range).
+        calls: how many forward calls calibration makes (batches); each keeps
+            ``ceil(max_values / calls)`` values for the histogram.
+        max_values: values kept per tensor over the whole calibration.
+        percentile: what the ``percentile`` calibrator keeps.
+    """
+
+    def __init__(self, method: str = "percentile", calls: int = 1,
+                 max_values: int = MAX_VALUES, percentile: float = 99.99, **kwargs) -> None:
         super().__init__(**kwargs)
         self.method = method
-        self.max_values = max_values
+        self.per_call = -(-max_values // max(calls, 1))
+        self.percentile = percentile
         self._values: list[np.ndarray] = []
+        self._per_sample = TensorStats.empty(0.0, 0.0, 1)
         self._rng = np.random.default_rng(0)
 
     def forward(self, x_orig: torch.Tensor) -> torch.Tensor:
         if x_orig.numel() == 0:
             return x_orig
         out = super().forward(x_orig)
-        v = x_orig.detach().to(torch.float32).reshape(-1).cpu().numpy()
-        if v.size > self.max_values:
-            v = v[self._rng.integers(0, v.size, self.max_values)]
-        self._values.append(v)
+        if self.method != "minmax":
+            x = x_orig.detach().to(torch.float32).cpu().numpy()
+            v = x.reshape(-1)
+            if v.size > self.per_call:
+                v = v[self._rng.integers(0, v.size, self.per_call)]
+            self._values.append(v.copy())
+            if x.ndim > 1:
+                self._per_sample.add_samples(x)
         return out
 
     @torch.jit.export
     def calculate_qparams(self):
-        if not self._values:
+        if self.method == "minmax" or not self._values:
             return super().calculate_qparams()
         lo, hi = float(self.min_val), float(self.max_val)  # exact, whatever was subsampled
         stats = TensorStats.empty(lo, hi)
         stats.lo, stats.hi = lo, hi
         stats.add(np.concatenate(self._values))
-        lo, hi = calibrate_range(stats, self.method)
-        return self._calculate_qparams(torch.tensor(lo, dtype=torch.float32),
-                                       torch.tensor(hi, dtype=torch.float32))
+        p = self._per_sample
+        stats.samples, stats.sample_lo_sum, stats.sample_hi_sum = (
+            p.samples, p.sample_lo_sum, p.sample_hi_sum)
+        a, b = calibrate_range(stats, self.method, percentile=self.percentile)
+        a, b = max(a, min(lo, 0.0)), min(b, max(hi, 0.0))
+        return self._calculate_qparams(torch.tensor(a, dtype=torch.float32),
+                                       torch.tensor(b, dtype=torch.float32))
 
 
 def observe_after_relu6(model, spec) -> None:
@@ -105,5 +129,102 @@ def quantize_residual_adds(model, spec) -> int:
             continue
         node.meta["quantization_annotation"] = QuantizationAnnotation(
             input_qspec_map={a: spec, b: spec}, output_qspec=spec, _annotated=True)
+        done += 1
+    return done
+
+
+# ------------------------------------------------------------------------ bias correction
+
+_LAYERS = (torch.ops.aten.conv2d.default, torch.ops.aten.conv1d.default,
+           torch.ops.aten.linear.default)
+
+
+class InputMeans:
+    """Per-channel means of what each Conv/Linear of a prepared PT2E graph reads, in FP32,
+    recorded during calibration by forward hooks on the observers in front of them (any
+    observer: ours or torchao's). Call :meth:`means` after calibrating, before converting.
+
+    Example:
+        >>> means = InputMeans(prepared); calibrate(prepared); means = means.means()
+    """
+
+    def __init__(self, prepared) -> None:
+        self._sums: dict[str, torch.Tensor] = {}
+        self._counts: dict[str, int] = {}
+        self._handles = []
+        for node in prepared.graph.nodes:
+            src = node.args[0] if node.op == "call_function" and node.target in _LAYERS else None
+            if getattr(src, "op", None) != "call_module" or not src.args:
+                continue
+            val = getattr(src.args[0], "meta", {}).get("val")  # what the observer watches
+            if val is not None:
+                axis = -1 if node.target == torch.ops.aten.linear.default else 1
+                hook = self._hook(node.name, axis, _static_shape(val))
+                self._handles.append(prepared.get_submodule(src.target).register_forward_hook(hook))
+
+    def _hook(self, name: str, axis: int, shape: tuple):
+        def add(_mod, inputs, _out):
+            x = inputs[0]
+            # One observer instance can serve several tensors (a quantizer's shared specs:
+            # ReLU -> avg pool -> flatten): count only the calls with this layer's input.
+            if x.ndim != len(shape) or any(d not in (-1, e) for d, e in zip(shape, x.shape, strict=True)):
+                return
+            x = x.detach().to(torch.float64).movedim(axis, -1)
+            x = x.reshape(-1, x.shape[-1])
+            self._sums[name] = self._sums.get(name, 0) + x.sum(0)
+            self._counts[name] = self._counts.get(name, 0) + x.shape[0]
+        return add
+
+    def means(self) -> dict[str, np.ndarray]:
+        """``{Conv/Linear node name: per-input-channel mean}``; removes the hooks."""
+        for h in self._handles:
+            h.remove()
+        return {n: (s / self._counts[n]).numpy() for n, s in self._sums.items()}
+
+
+def _static_shape(val) -> tuple:
+    """A traced tensor's shape with each symbolic (dynamic) size as -1."""
+    return tuple(d if isinstance(d, int) else -1 for d in val.shape)
+
+
+def _attr(gm, target: str):
+    obj = gm
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _value(gm, arg):
+    return _attr(gm, arg.target) if getattr(arg, "op", None) == "get_attr" else arg
+
+
+def correct_biases(converted, means: dict[str, np.ndarray]) -> int:
+    """Shift the float bias of each Conv/Linear of a converted PT2E graph (``fold_quantize
+    =False``: weights still ``dequantize(quantize(w))``) by its expected weight-quantization
+    error on FP32 inputs, ``E[(W_q - W) x] = (W_q - W) E[x]`` (Nagel et al. 2019, sec. 4.2,
+    empirical form; the same correction as the ONNX path's
+    :func:`edgeshrink.quant.biascorr.correct_biases`). The converter then quantizes the
+    corrected bias to int32. ``means``: :meth:`InputMeans.means`. Returns how many layers."""
+    from edgeshrink.quant.biascorr import expected_shift
+
+    done = 0
+    for node in converted.graph.nodes:
+        if node.op != "call_function" or node.target not in _LAYERS or node.name not in means:
+            continue
+        dq = node.args[1]
+        q = dq.args[0] if isinstance(dq, torch.fx.Node) and dq.args else None
+        bias = node.args[2] if len(node.args) > 2 else None
+        if (not isinstance(q, torch.fx.Node) or getattr(q.args[0], "op", None) != "get_attr"
+                or getattr(bias, "op", None) != "get_attr"):
+            continue
+        w = _value(converted, q.args[0])
+        with torch.no_grad():
+            qw = q.target(*(_value(converted, a) for a in q.args), **q.kwargs)
+            wq = dq.target(qw, *(_value(converted, a) for a in dq.args[1:]), **dq.kwargs)
+            err = (wq.to(torch.float64) - w.to(torch.float64)).numpy()
+            groups = int(node.args[6]) if len(node.args) > 6 else 1
+            shift = expected_shift(err, means[node.name], groups)
+            b = _attr(converted, bias.target)
+            b.sub_(torch.from_numpy(shift).to(b.dtype))
         done += 1
     return done

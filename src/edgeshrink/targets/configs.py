@@ -28,6 +28,9 @@ class LiteRTConfig(Config):
             (the caller passes int8 tensors: TFLite Micro's usual contract). Only for ``int8``.
         calibrator: how activation ranges are set for ``int8`` (on the task's calibration data).
         calibration_samples: at most this many calibration samples.
+        bias_correction: shift each int8 Conv/Linear's bias by its expected weight
+            quantization error on the calibration data (as ``StaticInt8Config``'s; Nagel et
+            al. 2019). Only for ``int8``.
         micro: also check every op against TensorFlow Lite Micro's kernels, estimate the
             tensor arena and write a C array header beside the file.
     """
@@ -39,6 +42,7 @@ class LiteRTConfig(Config):
     io: str = "float"
     calibrator: str = "minmax"
     calibration_samples: int = 256
+    bias_correction: bool = False
     micro: bool = False
 
     def __post_init__(self) -> None:

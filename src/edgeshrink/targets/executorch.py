@@ -156,9 +156,10 @@ def _export(model: nn.Module, example: tuple, dynamic: bool = False):
         raise _fail("export", exc) from None
 
 
-def _observer(calibrator: str):
+def _observer(calibrator: str, calls: int = 1):
     """The activation observer for ``calibrator``: torchao's min-max and histogram
-    observers, else ours (:class:`edgeshrink.quant.pt2e_observer.RangeObserver`)."""
+    observers, else ours (:class:`edgeshrink.quant.pt2e_observer.RangeObserver`, over
+    ``calls`` calibration batches)."""
     from torchao.quantization.pt2e import HistogramObserver, MinMaxObserver
 
     if calibrator == "minmax":
@@ -167,7 +168,7 @@ def _observer(calibrator: str):
         return HistogramObserver.with_args(eps=2**-12)
     from edgeshrink.quant.pt2e_observer import RangeObserver
 
-    return RangeObserver.with_args(method=calibrator, eps=2**-12)
+    return RangeObserver.with_args(method=calibrator, calls=calls, eps=2**-12)
 
 
 def _quantize(model: nn.Module, example: tuple, cfg: ExecuTorchConfig, data) -> nn.Module:
@@ -181,15 +182,16 @@ def _quantize(model: nn.Module, example: tuple, cfg: ExecuTorchConfig, data) -> 
     )
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    qcfg = get_symmetric_quantization_config(is_per_channel=True)
-    act = dataclasses.replace(qcfg.input_activation,
-                              observer_or_fake_quant_ctr=_observer(cfg.calibrator))
-    qcfg = dataclasses.replace(qcfg, input_activation=act, output_activation=act)
     batch = 32
     try:  # a dynamic batch calibrates 32 samples a call (example at batch 2: not specialised)
         graph = _export(model, tuple(torch.cat([x, x]) for x in example), dynamic=True).module()
     except TargetError:  # a model that fixes its batch: calibrate one sample at a time
         graph, batch = _export(model, example).module(), len(example[0])
+    calls = -(-min(cfg.calibration_samples, len(data)) // batch)
+    qcfg = get_symmetric_quantization_config(is_per_channel=True)
+    act = dataclasses.replace(qcfg.input_activation,
+                              observer_or_fake_quant_ctr=_observer(cfg.calibrator, calls))
+    qcfg = dataclasses.replace(qcfg, input_activation=act, output_activation=act)
     from edgeshrink.quant.pt2e_observer import observe_after_relu6
 
     class Quantizer(XNNPACKQuantizer):

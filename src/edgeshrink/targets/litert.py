@@ -125,6 +125,7 @@ def build_tflite(model, ctx: TransformContext, cfg: LiteRTConfig) -> tuple[bytes
         notes.update(scheme="full integer: int8 activations (per-tensor, asymmetric), "
                             "int8 weights (per-channel, symmetric)",
                      calibrator=cfg.calibrator, io=cfg.io,
+                     bias_correction=cfg.bias_correction,
                      calibration_samples=min(cfg.calibration_samples,
                                              len(ctx.task.calibration)))
     elif cfg.precision == "int8-dynamic":

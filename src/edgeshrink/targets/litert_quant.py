@@ -12,8 +12,6 @@ import contextlib
 import os
 import tempfile
 
-import numpy as np
-
 from edgeshrink.targets.configs import LiteRTConfig
 from edgeshrink.transforms import TransformContext
 
@@ -44,56 +42,10 @@ FLOAT_OUTPUT = True
 PERCENTILE = 99.99  # what the ``percentile`` calibrator keeps (as StaticInt8Config's default)
 
 
-def _observer_class():
-    """A MinMaxObserver that also keeps a histogram sample, so that any of our calibrators
-    (percentile, entropy, mse) can choose the range it hands to PT2E."""
-    import torch
-    from torchao.quantization.pt2e.observer import MinMaxObserver
-
-    from edgeshrink.quant.calibrate import TensorStats, calibrate_range
-
-    class CalibratedObserver(MinMaxObserver):
-        per_call = 1 << 15  # values kept per forward call for the histogram
-
-        def __init__(self, method: str = "minmax", **kwargs) -> None:
-            super().__init__(**kwargs)
-            self.method = method
-            self._kept: list[np.ndarray] = []
-            self._rng = np.random.default_rng(0)
-            self._per_sample = TensorStats.empty(0.0, 0.0, 1)
-
-        def forward(self, x_orig):
-            out = super().forward(x_orig)
-            if self.method != "minmax" and x_orig.numel():
-                x = x_orig.detach().float().cpu().numpy()
-                flat = x.reshape(-1)
-                if flat.size > self.per_call:
-                    flat = flat[self._rng.integers(0, flat.size, self.per_call)]
-                self._kept.append(flat.copy())
-                if x.ndim > 1:
-                    self._per_sample.add_samples(x)
-            return out
-
-        def calculate_qparams(self):
-            if self.method == "minmax" or not self._kept:
-                return super().calculate_qparams()
-            lo, hi = float(self.min_val), float(self.max_val)
-            stats = TensorStats.empty(lo, hi)
-            stats.lo, stats.hi = lo, hi
-            stats.add(np.concatenate(self._kept))
-            p = self._per_sample
-            stats.samples, stats.sample_lo_sum, stats.sample_hi_sum = (
-                p.samples, p.sample_lo_sum, p.sample_hi_sum)
-            a, b = calibrate_range(stats, self.method, percentile=PERCENTILE)
-            a, b = max(a, min(lo, 0.0)), min(b, max(hi, 0.0))
-            return self._calculate_qparams(torch.tensor(a), torch.tensor(b))
-
-    return CalibratedObserver
-
-
-def _quantizer(calibrator: str, *, float_output: bool = False):
+def _quantizer(calibrator: str, *, calls: int = 1, float_output: bool = False):
     """litert-torch's PT2EQuantizer, per-channel symmetric int8 weights, with activations
-    observed by ``calibrator`` (``histogram``: litert-torch's own HistogramObserver)."""
+    observed by ``calibrator`` over ``calls`` calibration batches (``histogram``:
+    litert-torch's own HistogramObserver)."""
     import dataclasses
 
     from litert_torch.quantize.pt2e_quantizer import (
@@ -104,9 +56,14 @@ def _quantizer(calibrator: str, *, float_output: bool = False):
     config = get_symmetric_quantization_config(is_per_channel=True)
     if calibrator == "histogram":
         return PT2EQuantizer().set_global(config)
-    from edgeshrink.quant.pt2e_observer import observe_after_relu6, quantize_residual_adds
+    from edgeshrink.quant.pt2e_observer import (
+        RangeObserver,
+        observe_after_relu6,
+        quantize_residual_adds,
+    )
 
-    ctr = _observer_class().with_args(method=calibrator, eps=2**-12)
+    ctr = RangeObserver.with_args(method=calibrator, calls=calls, percentile=PERCENTILE,
+                                  eps=2**-12)
     spec = dataclasses.replace(config.input_activation, observer_or_fake_quant_ctr=ctr)
     config = dataclasses.replace(config, input_activation=spec, output_activation=spec)
 
@@ -173,17 +130,24 @@ def full_int8(model, ctx: TransformContext, cfg: LiteRTConfig):
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     from edgeshrink.quant.ort import check_calibration
+    from edgeshrink.quant.pt2e_observer import InputMeans, correct_biases
 
     data = ctx.task.calibration
     check_calibration(data, ctx)
-    quantizer = _quantizer(cfg.calibrator, float_output=FLOAT_OUTPUT and cfg.io == "float")
     exported, batch = _export_for_calibration(model, ctx)
+    calls = -(-min(cfg.calibration_samples, len(data)) // batch)
+    quantizer = _quantizer(cfg.calibrator, calls=calls,
+                           float_output=FLOAT_OUTPUT and cfg.io == "float")
     prepared = prepare_pt2e(exported, quantizer)
     _keep_io_full_range(prepared)
+    means = InputMeans(prepared) if cfg.bias_correction else None
     with torch.no_grad():
         for xs in data.head(cfg.calibration_samples).numpy_batches(batch):
             prepared(*(torch.from_numpy(a) for a in xs))
+    means = means.means() if means is not None else None
     converted = convert_pt2e(prepared, fold_quantize=False)
+    if means is not None:
+        correct_biases(converted, means)
     return converted, QuantConfig(pt2e_quantizer=quantizer)
 
 

@@ -1,32 +1,24 @@
-"""Bias correction of a QDQ file: output mean error against FP32 shrinks, ints stay int32."""
+"""expected_shift: a layer's output shift from its weight error, against torch's conv."""
 
 from __future__ import annotations
 
 import numpy as np
-import onnx
+import pytest
 import torch
 
-from edgeshrink.export import ort_session, run_onnx
-from edgeshrink.quant import StaticInt8Config, quantize
+from edgeshrink.quant.biascorr import expected_shift
 
 
-def _mean_shift(task, path) -> float:
-    x = task.eval.inputs[0]
-    got = run_onnx(ort_session(path, 1), (x,))
-    with torch.no_grad():
-        ref = task.model(torch.from_numpy(x)).numpy()
-    return float(np.abs((got - ref).mean(0)).mean())
+@pytest.mark.parametrize("groups", [1, 2, 6])
+def test_shift_is_the_conv_of_the_weight_error_on_a_constant_input(groups):
+    rng = np.random.default_rng(0)
+    err = rng.standard_normal((6, 6 // groups, 3, 3))
+    mean = rng.standard_normal(6)
+    x = torch.from_numpy(np.broadcast_to(mean[None, :, None, None], (1, 6, 5, 5)).copy())
+    ref = torch.nn.functional.conv2d(x, torch.from_numpy(err), groups=groups)[0, :, 0, 0]
+    np.testing.assert_allclose(expected_shift(err, mean, groups), ref.numpy(), rtol=1e-12)
 
 
-def test_bias_correction_removes_the_mean_shift(tiny, tmp_path):
-    shifts, biases = {}, {}
-    for bc in (False, True):
-        cfg = StaticInt8Config(calibrator="mse", per_channel=False, bias_correction=bc,
-                               calibration_samples=64)
-        art = quantize(tiny.model, cfg, tiny.calibration, workdir=tmp_path, name=f"b{bc}")
-        shifts[bc] = _mean_shift(tiny, art.path)
-        g = onnx.load(str(art.path)).graph
-        biases[bc] = sorted(t.name for t in g.initializer if t.data_type == onnx.TensorProto.INT32)
-        assert art.notes["bias_correction"] is bc
-    assert biases[True] == biases[False]  # same int32 tensors, rewritten in place
-    assert shifts[True] < 0.7 * shifts[False], shifts
+def test_a_linear_weight_is_a_matrix_product():
+    err = np.arange(6.0).reshape(2, 3)
+    np.testing.assert_array_equal(expected_shift(err, np.array([1.0, 0.0, 2.0])), [4.0, 13.0])

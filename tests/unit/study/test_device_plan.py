@@ -66,6 +66,7 @@ def test_raspberry_pi_gets_litert_and_executorch_files_and_onnx_last():
             ) == ("executorch", "int8")
     lite = plan["litert-int8"].recipe[-1]
     assert (lite.precision, lite.io, lite.micro) == ("int8", "float", False)
+    assert (lite.calibrator, lite.bias_correction) == ("percentile", True)  # see device.py
     # structured + INT8 in the preferred runtime's format (speed is the Pi's default priority)
     assert _kinds(plan["channels-30mac+litert-int8"]) == ["structured", "finetune", "litert"]
     assert plan["channels-50mac+litert-fp32"].recipe[-1].precision == "fp32"
