@@ -208,7 +208,8 @@ def seeds(space: SearchSpace, scans: dict, *, max_drop: float = 1.0,
     and a quarter of every group's channels, each in that careful INT8); the sensitivity
     allocation of 30 % of the MACs over the groups, fine-tuned, in INT8. A QAT seed (the
     quantization plan's ``qat-int8``) also runs with per-tensor weight scales, and the
-    lightest FP32 MAC-targeted one also ends in QAT. Distinct recipes."""
+    lightest FP32 MAC-targeted one also ends in QAT, there and a MAC step further with
+    per-tensor weight scales. Distinct recipes."""
     int8 = "int8" in space.precisions
     careful = _int8(space, scans, max_drop, careful=True, per_channel=False) if int8 \
         else {"precision": "fp32"}
@@ -217,9 +218,10 @@ def seeds(space: SearchSpace, scans: dict, *, max_drop: float = 1.0,
     out += from_plans + [n for p in from_plans for n in _neighbours(space, p)]
     fp32_macs = [p for p in from_plans if p.get("prune") == "macs" and precision_of(p) == "fp32"]
     if fp32_macs and "qat8" in space.precisions:  # the lightest one also ends in QAT, with
-        out.append({**min(fp32_macs, key=lambda p: p["macs"]), "precision:pruned": "qat8",
-                    "qat_distill": 0.5,  # the quantization plan's QAT epochs: one fewer
-                    "qat_epochs": max(1, max(space.epochs) - 1)})  # than fine-tuning's
+        qat = {**min(fp32_macs, key=lambda p: p["macs"]), "precision:pruned": "qat8",
+               "qat_distill": 0.5,  # the quantization plan's QAT epochs: one fewer
+               "qat_epochs": max(1, max(space.epochs) - 1)}  # than fine-tuning's
+        out += [qat, *_neighbours(space, qat)]
     if int8:
         out.append(careful)
     ft = {"epochs": max(space.epochs), "distill": max(space.distill)}
@@ -241,16 +243,23 @@ def seeds(space: SearchSpace, scans: dict, *, max_drop: float = 1.0,
 
 
 def _neighbours(space: SearchSpace, params: dict[str, Any]) -> list[dict[str, Any]]:
-    """A QAT point with per-tensor weight scales; an FP32 MAC-targeted point in INT8; an
-    INT8 one a MAC step further."""
-    if precision_of(params) == "qat8" and params.get("per_channel", True):
-        return [{**params, "per_channel": False}] if False in space.per_channel else []
+    """An unpruned QAT point with per-tensor weight scales; an FP32 MAC-targeted point in
+    INT8; an INT8 one a MAC step further; a QAT one a MAC step further with per-tensor
+    weight scales."""
+    precision = precision_of(params)
     if params.get("prune") != "macs":
-        return []
-    if precision_of(params) == "fp32":
+        twin = precision == "qat8" and params.get("per_channel", True) and \
+            False in space.per_channel
+        return [{**params, "per_channel": False}] if twin else []
+    if precision == "fp32":
         return [{**params, "precision:pruned": "int8"}] if "int8" in space.precisions else []
     further = [m for m in space.macs if m > params["macs"]]
-    return [{**params, "macs": further[0]}] if further else []
+    if not further:
+        return []
+    step = {**params, "macs": further[0]}
+    if precision == "qat8" and False in space.per_channel:  # smaller still: QAT learns the
+        step["per_channel"] = False  # one step per tensor (lenet5-mnist: +0.6 either way)
+    return [step]
 
 
 def plan_recipes(task, finetune_epochs: int) -> list[tuple]:

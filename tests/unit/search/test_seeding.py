@@ -172,5 +172,8 @@ def test_the_qat_seed_is_the_quantization_plans_qat_int8_exactly():
     assert want in got
     assert (QatConfig(bits=8, epochs=1, per_channel=False),) in got  # its per-tensor twin
     s30 = StructuredConfig(macs_reduction=0.3, importance="taylor")
-    assert (s30, FinetuneConfig(epochs=2, distill=0.5), QatConfig(bits=8, epochs=1)) in got
-    assert len([r for r in got if isinstance(r[-1], QatConfig)]) == 3
+    s40 = StructuredConfig(macs_reduction=0.4, importance="taylor")  # a MAC step further
+    ft = FinetuneConfig(epochs=2, distill=0.5)
+    assert (s30, ft, QatConfig(bits=8, epochs=1)) in got
+    assert (s40, ft, QatConfig(bits=8, epochs=1, per_channel=False)) in got
+    assert len([r for r in got if isinstance(r[-1], QatConfig)]) == 4
