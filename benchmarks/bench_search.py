@@ -7,7 +7,7 @@ scans and by every fixed-plan candidate the space represents exactly, e.g. the p
 Taylor-ranked MAC-targeted ``channels-*mac`` and the quantization plan's ``qat-int8``) and of a
 random search over the same space with
 the same number of trials, for 3 seeds (medians; ``EDGESHRINK_BENCH_SEARCH_SEEDS=0,1``
-for fewer). Device figures come from :func:`edgeshrink.advisor.candidate_figures`,
+for fewer; ``EDGESHRINK_BENCH_SEARCH_TRIALS`` for another trial count). Device figures come from :func:`edgeshrink.advisor.candidate_figures`,
 the same for every method (roofline estimates for these two devices, so that the
 comparison does not depend on this shared machine's timing noise). Then NNCF's
 ``quantize_with_accuracy_control`` at the same ``max_drop`` against our best INT8-only
@@ -32,7 +32,7 @@ BUDGETS = (  # (label, device, priority, constraints)
 )
 PLANS = ("default", "pruning", "quantization")
 SEEDS = tuple(int(x) for x in os.environ.get("EDGESHRINK_BENCH_SEARCH_SEEDS", "0,1,2").split(","))
-TRIALS = 20
+TRIALS = int(os.environ.get("EDGESHRINK_BENCH_SEARCH_TRIALS", "20"))  # per search, ours and random
 EPOCHS = 1
 
 
