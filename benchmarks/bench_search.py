@@ -4,9 +4,10 @@ For each zoo task and device budget: the best feasible candidate (fits the devic
 the budget; best on the budget's priority) of every fixed plan (one study each; the budget
 only filters its records), of the search (TPE, constrained, seeded by the sensitivity
 scans and by every fixed-plan candidate the space represents exactly, e.g. the pruning plan's
-Taylor-ranked MAC-targeted ``channels-*mac``) and of a random search over the same space with
+Taylor-ranked MAC-targeted ``channels-*mac`` and the quantization plan's ``qat-int8``) and of a
+random search over the same space with
 the same number of trials, for 3 seeds (medians; ``EDGESHRINK_BENCH_SEARCH_SEEDS=0,1``
-for fewer). Device figures come from :func:`edgeshrink.advisor.candidate_figures`,
+for fewer; ``EDGESHRINK_BENCH_SEARCH_TRIALS`` for another trial count). Device figures come from :func:`edgeshrink.advisor.candidate_figures`,
 the same for every method (roofline estimates for these two devices, so that the
 comparison does not depend on this shared machine's timing noise). Then NNCF's
 ``quantize_with_accuracy_control`` at the same ``max_drop`` against our best INT8-only
@@ -24,14 +25,14 @@ import statistics
 import time
 from pathlib import Path
 
-TASKS = ("lenet5-digits", "lenet5-mnist")
+TASKS = ("lenet5-digits", "lenet5-mnist", "lenet300-mnist")
 BUDGETS = (  # (label, device, priority, constraints)
     ("M7 size", "cortex-m7", "size", {"max_drop": 1.0}),
     ("Pi 4 speed", "raspberry-pi-4", "speed", {"max_drop": 1.0}),
 )
 PLANS = ("default", "pruning", "quantization")
 SEEDS = tuple(int(x) for x in os.environ.get("EDGESHRINK_BENCH_SEARCH_SEEDS", "0,1,2").split(","))
-TRIALS = 16
+TRIALS = int(os.environ.get("EDGESHRINK_BENCH_SEARCH_TRIALS", "20"))  # per search, ours and random
 EPOCHS = 1
 
 
@@ -211,8 +212,10 @@ def run(ctx) -> str:
     seconds = {p.name: p.joinpath("done").read_text() for p in sorted(work.glob("tpe-*"))}
     text = (
         f"Search: {TRIALS} trials (TPE, constrained, 4 objectives; first trials: the "
-        "sensitivity scans' seeds, every fixed-plan candidate the space represents exactly and "
-        "its neighbours, the light end of the space; see docs/search.md), fine-tuning up to "
+        "sensitivity scans' seeds, every fixed-plan candidate the space represents exactly "
+        "(the pruning plan's channels-*mac, the quantization plan's qat-int8) and its "
+        "neighbours, the light end of the space; see docs/search.md; QAT offered alone and after "
+        "structured pruning), fine-tuning and QAT up to "
         f"{EPOCHS} epochs; random search: the same space and trial "
         f"count; fixed plans `{'`, `'.join(PLANS)}` with {EPOCHS} fine-tuning epochs. Best "
         "feasible = fits the device, drop <= 1.0 point, best on the priority (device figures "

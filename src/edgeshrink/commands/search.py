@@ -75,7 +75,9 @@ def search(
     sampler: str = typer.Option("tpe", help="tpe (constrained, multi-objective), nsga2 or random."),
     seed: int = typer.Option(0, help="Seed of the sampler and of the random initial design."),
     threads: int = typer.Option(1, help="ORT threads the latency is measured at."),
-    finetune_epochs: int = typer.Option(3, help="Most fine-tuning epochs a trial may choose."),
+    finetune_epochs: int = typer.Option(
+        3, help="Most fine-tuning epochs a trial may choose, after pruning and for QAT "
+        "(0: no QAT)."),
     heartbeat: int = typer.Option(10, help="Seconds between heartbeats on a database storage."),
     int8_only: bool = typer.Option(
         False, help="Search INT8 choices only (per-layer INT8/FP32, calibrator, bias "
@@ -88,8 +90,8 @@ def search(
         False, help="Continue the search in --out (its search.journal): trials of workers "
         "that died are failed and re-queued, and it runs to its stored trial count."),
 ) -> None:
-    """Search per-group widths, per-layer sparsity and precision, calibration and fine-tuning
-    for a device budget; every trial is measured on its exported file, as a study candidate."""
+    """Search per-group widths, per-layer sparsity and precision (QAT included), calibration
+    and fine-tuning for a device budget; every trial is measured on its exported file, as a study candidate."""
     from edgeshrink.advisor import Constraints
 
     if resume:

@@ -147,7 +147,7 @@ def create_search(settings: SearchSettings, storage, study_name: str, *, task=No
     space, scans = build_space(task, profile, max_drop=max_drop, max_epochs=settings.max_epochs)
     if settings.only == "int8":
         space.groups, space.layers, space.precisions, space.epochs = {}, {}, ["int8"], [0]
-        space.macs = []
+        space.macs, space.qat_epochs = [], []  # calibrated INT8, as NNCF's search
         space.notes.append("INT8 choices only (--only int8)")
     plans = plan_recipes(task, settings.max_epochs) if settings.sampler != "random" else []
     design = _initial_design(settings, space, scans, max_drop, plans)

@@ -8,8 +8,9 @@ and, on devices with sparse kernels, each layer alone at each sparsity
 ``prune_limit`` leave the space; greedy allocations over the scans (least predicted drop per
 MAC removed, Han et al. 2015's sensitivity reasoning) become the first trials, together with
 every fixed-plan candidate the space can represent exactly (the pruning plan's Taylor-ranked,
-MAC-targeted ``channels-*mac`` with distilled fine-tuning, plain INT8), so that the search
-starts where the plans are and the sampler improves from there.
+MAC-targeted ``channels-*mac`` with distilled fine-tuning, plain INT8, the quantization
+plan's ``qat-int8``), so that the search starts where the plans are and the sampler improves
+from there.
 
 Example:
     >>> space, scans = build_space(task, load_profile("rpi4"), max_drop=1.0)
@@ -36,7 +37,10 @@ from edgeshrink.search.space import (
 
 __all__ = ["build_space", "group_scan", "seeds", "complete", "params_of", "plan_recipes"]
 
-SEED_PLANS = ("pruning", "default")  # fixed plans whose representable candidates seed a search
+# fixed plans whose representable candidates seed a search, with the config kinds a seed
+# must hold (None: any); the quantization plan's INT8-by-calibrator variants are left to the
+# sampler (the space has them, but 7 seeds of them would crowd out everything else)
+SEED_PLANS = (("pruning", None), ("default", None), ("quantization", "qat"))
 
 _SCAN_SAMPLES = 500
 
@@ -84,6 +88,8 @@ def _precisions(task, profile: Profile, space: SearchSpace) -> list[str]:
     from torch import nn
 
     out = ["fp32", "int8"]
+    if space.qat_epochs:
+        out.append("qat8")
     if profile.supports("fp16"):
         out.append("fp16")
     if profile.supports("int4"):
@@ -111,7 +117,12 @@ def build_space(task, profile: Profile, *, max_drop: float = 1.0,
     space = SearchSpace(calibrators=list(CALIBRATORS), bias_correction=[False, True],
                         epochs=list(range(max_epochs + 1)) if labelled else [0],
                         distill=[0.0, 0.5] if labelled else [0.0],
-                        importance=["l1", "taylor"])
+                        importance=["l1", "taylor"],
+                        qat_epochs=list(range(1, max_epochs + 1)) if labelled else [],
+                        qat_distill=[0.0, 0.5])
+    if not space.qat_epochs:
+        space.notes.append("no QAT: " + ("no fine-tuning epochs (--finetune-epochs 0)"
+                                         if labelled else "no labelled training data"))
     space.precisions = _precisions(task, profile, space)
     scans: dict[str, Any] = {"prune_limit": limit}
     try:
@@ -195,13 +206,22 @@ def seeds(space: SearchSpace, scans: dict, *, max_drop: float = 1.0,
     one also one MAC step further; per-tensor INT8 sparing the sensitive layers; the light
     end (the smallest MAC target by Taylor ranking, with and without distilled fine-tuning,
     and a quarter of every group's channels, each in that careful INT8); the sensitivity
-    allocation of 30 % of the MACs over the groups, fine-tuned, in INT8. Distinct recipes."""
+    allocation of 30 % of the MACs over the groups, fine-tuned, in INT8. A QAT seed (the
+    quantization plan's ``qat-int8``) also runs with per-tensor weight scales, and the
+    lightest FP32 MAC-targeted one also ends in QAT, there and a MAC step further with
+    per-tensor weight scales. Distinct recipes."""
     int8 = "int8" in space.precisions
     careful = _int8(space, scans, max_drop, careful=True, per_channel=False) if int8 \
         else {"precision": "fp32"}
     out: list[dict[str, Any]] = [_int8(space, scans, max_drop, careful=False)] if int8 else []
     from_plans = [p for p in (params_of(space, r) for r in plans) if p is not None]
     out += from_plans + [n for p in from_plans for n in _neighbours(space, p)]
+    fp32_macs = [p for p in from_plans if p.get("prune") == "macs" and precision_of(p) == "fp32"]
+    if fp32_macs and "qat8" in space.precisions:  # the lightest one also ends in QAT, with
+        qat = {**min(fp32_macs, key=lambda p: p["macs"]), "precision:pruned": "qat8",
+               "qat_distill": 0.5,  # the quantization plan's QAT epochs: one fewer
+               "qat_epochs": max(1, max(space.epochs) - 1)}  # than fine-tuning's
+        out += [qat, *_neighbours(space, qat)]
     if int8:
         out.append(careful)
     ft = {"epochs": max(space.epochs), "distill": max(space.distill)}
@@ -223,27 +243,37 @@ def seeds(space: SearchSpace, scans: dict, *, max_drop: float = 1.0,
 
 
 def _neighbours(space: SearchSpace, params: dict[str, Any]) -> list[dict[str, Any]]:
-    """An FP32 MAC-targeted point in INT8; an INT8 one a MAC step further."""
+    """An unpruned QAT point with per-tensor weight scales; an FP32 MAC-targeted point in
+    INT8; an INT8 one a MAC step further; a QAT one a MAC step further with per-tensor
+    weight scales."""
+    precision = precision_of(params)
     if params.get("prune") != "macs":
-        return []
-    if precision_of(params) == "fp32":
+        twin = precision == "qat8" and params.get("per_channel", True) and \
+            False in space.per_channel
+        return [{**params, "per_channel": False}] if twin else []
+    if precision == "fp32":
         return [{**params, "precision:pruned": "int8"}] if "int8" in space.precisions else []
     further = [m for m in space.macs if m > params["macs"]]
-    return [{**params, "macs": further[0]}] if further else []
+    if not further:
+        return []
+    step = {**params, "macs": further[0]}
+    if precision == "qat8" and False in space.per_channel:  # smaller still: QAT learns the
+        step["per_channel"] = False  # one step per tensor (lenet5-mnist: +0.6 either way)
+    return [step]
 
 
 def plan_recipes(task, finetune_epochs: int) -> list[tuple]:
-    """The recipes of the fixed plans :data:`SEED_PLANS` for ``task`` (a plan that cannot
-    be built for this task contributes nothing)."""
+    """The recipes of the fixed plans :data:`SEED_PLANS` for ``task`` that hold the kind
+    each names (a plan that cannot be built for this task contributes nothing)."""
     from edgeshrink.study.plan import named_plan
 
     out = []
-    for name in SEED_PLANS:
+    for name, kind in SEED_PLANS:
         try:
-            out += [spec.recipe for spec in named_plan(name, task,
-                                                       finetune_epochs=finetune_epochs)]
+            specs = named_plan(name, task, finetune_epochs=finetune_epochs)
         except Exception:  # noqa: BLE001 - a plan this task cannot take seeds nothing
             continue
+        out += [s.recipe for s in specs if kind is None or kind in {c.kind for c in s.recipe}]
     return out
 
 
@@ -263,11 +293,14 @@ def params_of(space: SearchSpace, recipe: tuple) -> dict[str, Any] | None:
         return None
     if rest:
         cfg = rest[0]
-        params["precision"] = {"int8_static": "int8", "fp16": "fp16",
+        params["precision"] = {"int8_static": "int8", "fp16": "fp16", "qat": "qat8",
                                "int4_weight_only": "int4"}.get(cfg.kind, "?")
         if cfg.kind == "int8_static":
             params.update(calibrator=cfg.calibrator, per_channel=cfg.per_channel,
                           bias_correction=cfg.bias_correction)
+        if cfg.kind == "qat":  # other fields (bits, lr, ...): the final equality decides
+            params.update(qat_epochs=cfg.epochs, qat_distill=cfg.distill,
+                          per_channel=cfg.per_channel)
     try:
         point = complete(space, params)
     except ValueError:
@@ -291,7 +324,7 @@ def complete(space: SearchSpace, params: dict[str, Any]) -> dict[str, Any]:
     for a value the space does not offer."""
     defaults = {"prune": "groups", "importance": "l1", "precision": "fp32",
                 "calibrator": "minmax", "per_channel": True, "bias_correction": False,
-                "epochs": 0, "distill": 0.0}
+                "epochs": 0, "distill": 0.0, "qat_distill": 0.5}
 
     def pick(name: str, choices: list) -> Any:
         name_in = "precision" if name == "precision:pruned" and name not in params else name

@@ -4,10 +4,12 @@ A point chooses how channels go: per dependency group, the fraction removed (Tor
 groups, :mod:`edgeshrink.prune.layerwise`), or a fraction of the MACs removed by one uniform
 ratio (the fixed plans' ``channels-*mac``), with the channel ranking (L1 or Taylor); per
 layer, the fraction of zero weights (only on devices with sparse kernels: elsewhere zeros
-buy neither speed nor stored bytes); the precision that ships (FP32 always, INT8, and FP16 /
-INT4 where the device accelerates them); for INT8, which layers stay FP32, the calibrator
-and bias correction; the fine-tuning epochs after pruning and the weight of distillation
-from the unpruned model. Each point is a recipe of ordinary configs, built and measured
+buy neither speed nor stored bytes); the precision that ships (FP32 always, INT8 by
+calibration, INT8 by quantization-aware training where the task has labelled training data,
+and FP16 / INT4 where the device accelerates them); for calibrated INT8, which layers stay
+FP32, the calibrator and bias correction; for QAT, its epochs and distillation weight; per
+channel or per tensor weight scales for either INT8; the fine-tuning epochs after pruning
+and the weight of distillation from the unpruned model. Each point is a recipe of ordinary configs, built and measured
 exactly as a study candidate.
 
 Example:
@@ -47,12 +49,17 @@ class SearchSpace:
         importance: channel rankings for either kind of structured pruning.
         layers: weight name -> sparsities (empty where the device has no sparse kernels).
         quant_layers: module names that may each stay FP32 inside an INT8 model.
-        precisions: ``fp32``, ``int8``, ``fp16``, ``int4``: what ships (INT4 only for a
-            model whose widths stay, see ``int4_group``).
+        precisions: ``fp32``, ``int8``, ``qat8``, ``fp16``, ``int4``: what ships (``qat8``:
+            8/8-bit quantization-aware training, :class:`~edgeshrink.quant.QatConfig`, the
+            quantization plan's ``qat-int8``; INT4 only for a model whose widths stay, see
+            ``int4_group``).
         int4_group: the INT4 group size, one that divides the input size of every
             Linear layer it can (None: INT4 not offered).
         calibrators, per_channel, bias_correction: INT8 choices (per-tensor weight scales
-            make a smaller file; per-channel ones keep more accuracy).
+            make a smaller file; per-channel ones keep more accuracy); ``per_channel``
+            applies to QAT too.
+        qat_epochs: QAT epochs (on top of any fine-tuning after pruning; empty: no QAT).
+        qat_distill: QAT's weight of distillation from the model it starts from.
         epochs: fine-tuning epochs after pruning (``[0]`` without labelled training data).
         distill: weight of distillation from the unpruned model while fine-tuning.
         notes: why a dimension was left out or narrowed (device, sensitivity scan).
@@ -70,6 +77,8 @@ class SearchSpace:
     bias_correction: list[bool] = field(default_factory=lambda: [False])
     epochs: list[int] = field(default_factory=lambda: [0])
     distill: list[float] = field(default_factory=lambda: [0.0])
+    qat_epochs: list[int] = field(default_factory=list)
+    qat_distill: list[float] = field(default_factory=lambda: [0.5])
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -87,6 +96,8 @@ class SearchSpace:
                 self.bias_correction, self.epochs, self.distill]
         if self.groups or self.macs:
             dims.append(self.importance)
+        if "qat8" in self.precisions:
+            dims += [self.qat_epochs, self.qat_distill]
         n = widths * float(np.prod([len(d) for d in dims]))
         return n * 2.0 ** len(self.quant_layers) if "int8" in self.precisions else n
 
@@ -133,6 +144,10 @@ def walk(space: SearchSpace, pick) -> dict[str, Any]:
         ask("calibrator", space.calibrators)
         ask("per_channel", space.per_channel)
         ask("bias_correction", space.bias_correction)
+    elif precision == "qat8":
+        ask("qat_epochs", space.qat_epochs)
+        ask("qat_distill", space.qat_distill)
+        ask("per_channel", space.per_channel)
     pruned = widths or any(v > 0 for k, v in params.items() if k.startswith("s:"))
     if pruned and ask("epochs", space.epochs) > 0:
         ask("distill", space.distill)
@@ -156,7 +171,7 @@ def precision_of(params: dict[str, Any]) -> str:
 def recipe_of(space: SearchSpace, params: dict[str, Any]) -> tuple[Config, ...]:
     """The recipe a point stands for: widths, layer sparsity, fine-tune, then the precision."""
     from edgeshrink.prune import GroupStructuredConfig, LayerSparsityConfig, StructuredConfig
-    from edgeshrink.quant import Fp16Config, Int4WeightOnlyConfig, StaticInt8Config
+    from edgeshrink.quant import Fp16Config, Int4WeightOnlyConfig, QatConfig, StaticInt8Config
     from edgeshrink.train import FinetuneConfig
 
     recipe: list[Config] = []
@@ -187,6 +202,10 @@ def recipe_of(space: SearchSpace, params: dict[str, Any]) -> tuple[Config, ...]:
             per_channel=bool(params.get("per_channel", True)),
             bias_correction=bool(params.get("bias_correction", False)),
             exclude=tuple(f"^{re.escape(n)}$" for n in keep)))
+    elif precision == "qat8":  # the quantization plan's qat-int8 with the chosen fields
+        recipe.append(QatConfig(bits=8, act_bits=8, epochs=int(params.get("qat_epochs", 1)),
+                                distill=float(params.get("qat_distill", 0.5)),
+                                per_channel=bool(params.get("per_channel", True))))
     elif precision == "fp16":
         recipe.append(Fp16Config())
     elif precision == "int4":

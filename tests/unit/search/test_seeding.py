@@ -1,12 +1,13 @@
 """Seeds from the fixed plans: the space represents their MAC-targeted structured recipes
-exactly (criterion, MAC target, distilled fine-tuning, INT8), and INT4 is offered only where
-its group size divides the widths."""
+exactly (criterion, MAC target, distilled fine-tuning, INT8) and the quantization plan's
+QAT, QAT is offered with and after structured pruning, and INT4 is offered only where its
+group size divides the widths."""
 
 import numpy as np
 
 from edgeshrink.prune import StructuredConfig, UnstructuredConfig
-from edgeshrink.quant import Int4WeightOnlyConfig, StaticInt8Config
-from edgeshrink.search.seeding import complete, params_of, seeds
+from edgeshrink.quant import Int4WeightOnlyConfig, QatConfig, StaticInt8Config
+from edgeshrink.search.seeding import complete, params_of, plan_recipes, seeds
 from edgeshrink.search.space import MACS, SearchSpace, int4_group, random_params, recipe_of
 from edgeshrink.study.plan import named_plan
 from edgeshrink.train import FinetuneConfig
@@ -19,16 +20,23 @@ class _Train:
         return 8
 
 
-class _Task:  # what the plans look at: labelled training data
+class _Task:  # what the plans look at: labelled training data, the model's layers
     train = _Train()
 
+    def __init__(self):
+        from torch import nn
 
-def space():
+        self.model = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Flatten(),
+                                   nn.Linear(8 * 6 * 6, 10))
+
+
+def space(qat=False):
     return SearchSpace(groups={"0": [0.0, 0.5], "5": [0.0, 0.25]}, macs=list(MACS),
                        importance=["l1", "taylor"], quant_layers=["0", "5", "7"],
-                       precisions=["fp32", "int8", "int4"], int4_group=16,
-                       calibrators=["minmax", "mse"], bias_correction=[False, True],
-                       epochs=[0, 1, 2], distill=[0.0, 0.5])
+                       precisions=["fp32", "int8", "int4"] + (["qat8"] if qat else []),
+                       int4_group=16, calibrators=["minmax", "mse"],
+                       bias_correction=[False, True], epochs=[0, 1, 2], distill=[0.0, 0.5],
+                       qat_epochs=[1, 2] if qat else [], qat_distill=[0.0, 0.5])
 
 
 def scans():
@@ -125,3 +133,47 @@ def test_mac_targets_stop_at_what_uniform_pruning_reaches():
     with pytest.raises(UserError, match="out of reach"):
         prune_structured(copy.deepcopy(model), StructuredConfig(
             macs_reduction=min(round(most + 0.06, 2), 0.89)), example)
+
+
+def test_the_space_offers_qat_alone_and_after_structured_pruning():
+    s, rng = space(qat=True), np.random.default_rng(2)
+    shapes = set()
+    for _ in range(300):
+        params = random_params(s, rng)
+        recipe = recipe_of(s, params)
+        if recipe and isinstance(recipe[-1], QatConfig):
+            q = recipe[-1]
+            assert (q.bits, q.act_bits) == (8, 8)  # the QDQ file ONNX Runtime runs
+            assert q.epochs in (1, 2) and q.distill in (0.0, 0.5)
+            assert not {"calibrator", "bias_correction"} & set(params)  # PTQ's choices only
+            assert not any(k.startswith("q:") for k in params)
+            shapes.add(tuple(c.kind for c in recipe))
+    assert ("qat",) in shapes  # alone
+    assert {("structured", "finetune", "qat"), ("structured_groups", "finetune", "qat"),
+            ("structured", "qat")} <= shapes  # after pruning, with or without fine-tuning
+    assert "qat8" not in space().precisions and space(qat=True).size() > space().size()
+
+
+def test_the_qat_seed_is_the_quantization_plans_qat_int8_exactly():
+    from edgeshrink.study.plan import named_plan
+
+    task = _Task()
+    plan = {x.name: x.recipe for x in named_plan("quantization", task, finetune_epochs=2)}
+    want = plan["qat-int8"]
+    assert want == (QatConfig(bits=8, epochs=1),)  # the plan's epochs: one fewer than 2
+    params = params_of(space(qat=True), want)
+    assert params == {**complete(space(qat=True), {"precision": "qat8"}), "qat_epochs": 1}
+    assert recipe_of(space(qat=True), params) == want  # every field: lr, distill, scales
+    assert params_of(space(qat=True), plan["qat-int4"]) is None  # 4-bit: simulated, not here
+    assert params_of(space(), want) is None  # no QAT offered: no seed
+    recipes = plan_recipes(task, 2)
+    assert want in recipes and plan["int8-static-mse"] not in recipes  # QAT only from it
+    got = [recipe_of(space(qat=True), p) for p in seeds(space(qat=True), scans(), plans=recipes)]
+    assert want in got
+    assert (QatConfig(bits=8, epochs=1, per_channel=False),) in got  # its per-tensor twin
+    s30 = StructuredConfig(macs_reduction=0.3, importance="taylor")
+    s40 = StructuredConfig(macs_reduction=0.4, importance="taylor")  # a MAC step further
+    ft = FinetuneConfig(epochs=2, distill=0.5)
+    assert (s30, ft, QatConfig(bits=8, epochs=1)) in got
+    assert (s40, ft, QatConfig(bits=8, epochs=1, per_channel=False)) in got
+    assert len([r for r in got if isinstance(r[-1], QatConfig)]) == 4
