@@ -127,6 +127,8 @@ def test_a_trial_a_device_bench_measured_takes_its_latency(embedded, tmp_path):
     assert trial["notes"]["search"]["latency_source"] == "pi.json"
     assert trial["notes"]["search"]["latency_ms"] == pytest.approx(p50)
     assert trial["latency_ms"]["source"] == "pi.json" and trial["latency_ms"]["p50"] == p50
+    # built for the device's CPU (its profile's flags), as study --device builds
+    assert trial["notes"]["int8_format"]["decided_by"] == "device x86-xeon-2vcpu"
 
 
 def test_resume_fails_a_dead_workers_journal_trial_and_runs_it_again(digits_task, tmp_path):

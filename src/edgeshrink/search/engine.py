@@ -332,7 +332,7 @@ class _Worker:
         try:
             rec = evaluate_candidate(spec, self.task, _art_dir(s).parent, art_dir=_art_dir(s),
                                      baseline_value=self.baseline, threads=s.threads,
-                                     budget_s=s.budget_s)
+                                     budget_s=s.budget_s, device=self.profile)
         except Exception as exc:
             if os.environ.get("EDGESHRINK_DEBUG"):
                 raise
