@@ -67,6 +67,7 @@ def _torch_metric(task) -> float:
 def cnn_rows(work: Path, tasks=CNN_TASKS, log=print) -> list[dict]:
     """Per task: FP32 (PyTorch), FP32 .tflite and full-integer .tflite metric, sizes."""
     from edgeshrink.targets.configs import LiteRTConfig
+    from edgeshrink.targets.tflite_file import float_tensors
     from edgeshrink.task import load_task
 
     rows = []
@@ -86,6 +87,7 @@ def cnn_rows(work: Path, tasks=CNN_TASKS, log=print) -> list[dict]:
                      "int8_kb": int8.path.stat().st_size / 1024, "build_s": secs,
                      "micro": mm[key], "micro_drop": task.metric.drop(m32[key], mm[key]),
                      "arena_kb": micro.notes["arena_bytes"] / 1024,
+                     "micro_float": len(float_tensors(micro.path.read_bytes())),
                      "samples": int8.notes["calibration_samples"]})
         log(f"litert: {rows[-1]}")
     return rows
@@ -186,8 +188,8 @@ def run(ctx=None) -> str:
         "",
         "| task | metric | PyTorch FP32 | FP32 .tflite | INT8 .tflite | drop (pt) | "
         "INT8 int8-I/O (micro) | drop (pt) | bar | FP32 KB | INT8 KB | arena KB (est.) | "
-        "calib samples | build s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "float tensors (micro) | calib samples | build s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         out.append(f"| {r['task']} | {r['metric']} | {r['torch']:.2f} | {r['fp32']:.2f} | "
@@ -195,7 +197,7 @@ def run(ctx=None) -> str:
                    f"{r['micro_drop']:+.2f} | "
                    f"{'ok' if max(r['drop'], r['micro_drop']) <= 0.5 else 'MISS'}"
                    f" | {r['fp32_kb']:.1f} | {r['int8_kb']:.1f} | {r['arena_kb']:.1f} | "
-                   f"{r['samples']} | "
+                   f"{r['micro_float']} | {r['samples']} | "
                    f"{r['build_s']:.0f} |")
     if not getattr(ctx, "quick", False):
         mrows, n = mnv2_rows(ctx.work, log=log)

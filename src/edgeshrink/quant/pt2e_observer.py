@@ -25,6 +25,7 @@ from torchao.quantization.pt2e import MinMaxObserver
 from edgeshrink.quant.calibrate import MAX_VALUES, TensorStats, calibrate_range
 
 __all__ = ["RangeObserver", "InputMeans", "correct_biases", "observe_after_relu6",
+           "decompose_prelu", "quantize_prelu", "softmax_as_kernel", "share_through_max_pool",
            "quantize_residual_adds"]
 
 
@@ -226,5 +227,143 @@ def correct_biases(converted, means: dict[str, np.ndarray]) -> int:
             shift = expected_shift(err, means[node.name], groups)
             b = _attr(converted, bias.target)
             b.sub_(torch.from_numpy(shift).to(b.dtype))
+        done += 1
+    return done
+
+
+# ---------------------------------------------------------------------------------- PReLU
+
+_PRELU_PARTS = "edgeshrink_prelu"  # node.meta key: which part of which decomposed PReLU
+
+
+def decompose_prelu(gm) -> int:
+    """Rewrite each ``aten.prelu`` of an exported graph as ``x + (alpha - 1) * clamp(x,
+    max=0)`` (the same numbers for any alpha), in place. litert-torch lowers PReLU to
+    ``relu(x) - alpha * relu(-x)`` and its PT2E quantizer annotates none of it, so a
+    full-integer file ran every PReLU in float between DEQUANTIZE and QUANTIZE; this form
+    becomes MINIMUM, MUL and ADD, which :func:`quantize_prelu` annotates so that each runs
+    in int8 (TFLite and TFLM have int8 kernels for the three). No RELU on purpose: the
+    quantizer would fuse it into the Conv/Linear in front and the converter then computes
+    that layer twice, with and without the activation. Returns how many."""
+    graph = gm.graph
+    done = 0
+    for node in list(graph.nodes):
+        if node.op != "call_function" or node.target != torch.ops.aten.prelu.default:
+            continue
+        x, w = node.args[:2]
+        val = x.meta.get("val")
+        if getattr(w, "op", None) != "get_attr" or val is None:
+            continue
+        weight = _attr(gm, w.target).detach()
+        # (1, C, 1, 1) rather than (C, 1, 1): litert-torch moves an op to NHWC (no
+        # TRANSPOSE around it) only when all its inputs are 4-D
+        shape = [1, weight.numel()] + [1] * (val.dim() - 2) if val.dim() >= 2 else [-1]
+        name = f"_prelu_alpha_{done}"
+        while hasattr(gm, name):
+            name += "_"
+        gm.register_buffer(name, weight.reshape(shape) - 1.0)
+        with graph.inserting_before(node):
+            alpha = graph.get_attr(name)
+            neg = graph.call_function(torch.ops.aten.clamp.default, (x, None, 0.0))
+            mul = graph.call_function(torch.ops.aten.mul.Tensor, (neg, alpha))
+            add = graph.call_function(torch.ops.aten.add.Tensor, (x, mul))
+        for part, new in (("alpha", alpha), ("neg", neg), ("mul", mul), ("add", add)):
+            new.meta[_PRELU_PARTS] = part
+            if part != "alpha":
+                new.meta["val"] = val  # every part has x's shape and dtype
+            for key in ("stack_trace", "nn_module_stack"):
+                if key in node.meta:
+                    new.meta[key] = node.meta[key]
+        alpha.meta["val"] = _attr(gm, name)
+        node.replace_all_uses_with(add)
+        graph.erase_node(node)
+        done += 1
+    if done:
+        graph.eliminate_dead_code()
+        gm.recompile()
+    return done
+
+
+def quantize_prelu(model, spec) -> int:
+    """Annotate the parts of each PReLU that :func:`decompose_prelu` wrote, when the PReLU's
+    input is int8: MINIMUM keeps its input's scale (TFLite's int8 MINIMUM requires it), MUL
+    and ADD get their own observers, ``alpha - 1`` is int8 per-tensor symmetric. Returns
+    how many PReLUs."""
+    from torchao.quantization.pt2e.quantizer import (
+        QuantizationAnnotation,
+        QuantizationSpec,
+        SharedQuantizationSpec,
+    )
+
+    alpha_spec = QuantizationSpec(dtype=torch.int8, quant_min=-127, quant_max=127,
+                                  qscheme=torch.per_tensor_symmetric, is_dynamic=False,
+                                  observer_or_fake_quant_ctr=MinMaxObserver.with_args(
+                                      eps=2**-12))
+    done = 0
+    for add in model.graph.nodes:
+        if add.meta.get(_PRELU_PARTS) != "add":
+            continue
+        x, mul = add.args
+        neg, alpha = mul.args
+        ann = getattr(x, "meta", {}).get("quantization_annotation")
+        if ann is None or ann.output_qspec is None:
+            continue  # float input: the parts stay float (the same numbers as PReLU)
+        shared_x = SharedQuantizationSpec(x)
+
+        def annotate(node, inputs, output):
+            node.meta["quantization_annotation"] = QuantizationAnnotation(
+                input_qspec_map=inputs, output_qspec=output, _annotated=True)
+
+        annotate(neg, {x: shared_x}, shared_x)
+        annotate(mul, {neg: SharedQuantizationSpec(neg), alpha: alpha_spec}, spec)
+        annotate(add, {x: shared_x, mul: SharedQuantizationSpec(mul)}, spec)
+        done += 1
+    return done
+
+
+def softmax_as_kernel(gm) -> int:
+    """Rewrite ``aten.softmax.int`` as ``aten._softmax`` (the same op), in place: the form
+    litert-torch's quantizer annotates (int8 out, scale 1/256, TFLite's int8 SOFTMAX), so
+    that O-Net's probabilities leave a microcontroller file in int8 instead of through
+    DEQUANTIZE and a float SOFTMAX. Returns how many."""
+    done = 0
+    for node in gm.graph.nodes:
+        if node.op != "call_function" or node.target != torch.ops.aten.softmax.int:
+            continue
+        x, dim = node.args[:2]
+        dtype = node.args[2] if len(node.args) > 2 else node.kwargs.get("dtype")
+        if dtype is not None:
+            continue
+        node.target, node.args, node.kwargs = torch.ops.aten._softmax.default, (x, dim, False), {}
+        done += 1
+    if done:
+        gm.recompile()
+    return done
+
+
+def share_through_max_pool(model) -> int:
+    """Give each MaxPool whose input is int8 its input's scale and zero point at its output
+    (TFLite's int8 MAX_POOL_2D keeps them anyway). litert-torch's quantizer leaves MaxPool
+    unannotated, so the next layer's input observer saw the pooled range and the converter
+    put an int8 -> int8 QUANTIZE (requantize) after each of O-Net's three pools. Returns how
+    many."""
+    from torchao.quantization.pt2e.quantizer import (
+        QuantizationAnnotation,
+        SharedQuantizationSpec,
+    )
+
+    pools = (torch.ops.aten.max_pool2d.default, torch.ops.aten.max_pool1d.default)
+    done = 0
+    for node in model.graph.nodes:
+        if node.op != "call_function" or node.target not in pools:
+            continue
+        x = node.args[0]
+        ann = node.meta.get("quantization_annotation")
+        prev = getattr(x, "meta", {}).get("quantization_annotation")
+        if (ann is not None and ann._annotated) or prev is None or prev.output_qspec is None:
+            continue
+        shared = SharedQuantizationSpec(x)
+        node.meta["quantization_annotation"] = QuantizationAnnotation(
+            input_qspec_map={x: shared}, output_qspec=shared, _annotated=True)
         done += 1
     return done

@@ -58,8 +58,12 @@ def _quantizer(calibrator: str, *, calls: int = 1, float_output: bool = False):
         return PT2EQuantizer().set_global(config)
     from edgeshrink.quant.pt2e_observer import (
         RangeObserver,
+        decompose_prelu,
         observe_after_relu6,
+        quantize_prelu,
         quantize_residual_adds,
+        share_through_max_pool,
+        softmax_as_kernel,
     )
 
     ctr = RangeObserver.with_args(method=calibrator, calls=calls, percentile=PERCENTILE,
@@ -68,9 +72,16 @@ def _quantizer(calibrator: str, *, calls: int = 1, float_output: bool = False):
     config = dataclasses.replace(config, input_activation=spec, output_activation=spec)
 
     class Quantizer(PT2EQuantizer):
+        def transform_for_annotation(self, model):
+            decompose_prelu(model)  # a copy: prepare_pt2e works on the exported module
+            softmax_as_kernel(model)
+            return super().transform_for_annotation(model)
+
         def annotate(self, model):
             model = super().annotate(model)
             observe_after_relu6(model, spec)
+            quantize_prelu(model, spec)
+            share_through_max_pool(model)
             quantize_residual_adds(model, spec)
             if float_output:
                 _float_output(model)

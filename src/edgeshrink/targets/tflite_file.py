@@ -19,7 +19,8 @@ import numpy as np
 
 from edgeshrink.targets.base import TargetError
 
-__all__ = ["TFLM_BUILTIN_OPS", "TFLM_SOURCE", "op_names", "check_micro_ops", "float_io",
+__all__ = ["TFLM_BUILTIN_OPS", "TFLM_SOURCE", "op_names", "float_tensors", "check_micro_ops",
+           "float_io",
            "arena_bytes", "write_c_header", "ARENA_OVERHEAD"]
 
 # Builtin ops that TensorFlow Lite Micro registers (one ``AddXxx()`` each in
@@ -75,6 +76,16 @@ def op_names(data: bytes) -> list[str]:
     names = _builtin_names()
     codes = [_op_name(c, names) for c in model.operatorCodes or []]
     return [codes[op.opcodeIndex] for g in model.subgraphs or [] for op in g.operators or []]
+
+
+def float_tensors(data: bytes) -> list[str]:
+    """Names of the float (FLOAT32/FLOAT16) tensors of the main subgraph, constants too:
+    empty for a file that is integer end to end."""
+    from ai_edge_litert import schema_py_generated as fb
+
+    floats = {fb.TensorType.FLOAT32, fb.TensorType.FLOAT16}
+    return [t.name.decode() if isinstance(t.name, bytes) else str(t.name)
+            for t in _model(data).subgraphs[0].tensors if t.type in floats]
 
 
 def check_micro_ops(ops: list[str]) -> None:
