@@ -104,15 +104,16 @@ def _sampler(settings: SearchSettings, n_start: int):
             n_startup_trials=max(n_start, 1))
 
 
-def _initial_design(settings, space, scans, max_drop: float, plans=()) -> list[dict]:
-    """Seeds (the scans' and the fixed plans' ``plans`` recipes the space represents), then
-    a seeded random design; empty for a random search."""
+def _initial_design(settings, space, scans, max_drop: float, plans=(),
+                    priority: str | None = None) -> list[dict]:
+    """Seeds (the scans' and the fixed plans' ``plans`` recipes the space represents, chosen
+    by the ``priority``), then a seeded random design; empty for a random search."""
     from edgeshrink.search.seeding import _distinct, seeds
     from edgeshrink.search.space import random_params
 
     if settings.sampler == "random":
         return []
-    first = seeds(space, scans, max_drop=max_drop, plans=plans)
+    first = seeds(space, scans, max_drop=max_drop, plans=plans, priority=priority)
     extra = settings.initial if settings.initial is not None else max(2, settings.trials // 8)
     rng = np.random.default_rng(settings.seed)
     design = _distinct(space, first + [random_params(space, rng) for _ in range(extra)])
@@ -150,7 +151,8 @@ def create_search(settings: SearchSettings, storage, study_name: str, *, task=No
         space.macs, space.qat_epochs = [], []  # calibrated INT8, as NNCF's search
         space.notes.append("INT8 choices only (--only int8)")
     plans = plan_recipes(task, settings.max_epochs) if settings.sampler != "random" else []
-    design = _initial_design(settings, space, scans, max_drop, plans)
+    design = _initial_design(settings, space, scans, max_drop, plans,
+                             settings.priority or profile.default_priority)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         storage=storage, study_name=study_name, directions=["minimize"] * len(OBJECTIVES),

@@ -177,3 +177,29 @@ def test_the_qat_seed_is_the_quantization_plans_qat_int8_exactly():
     assert (s30, ft, QatConfig(bits=8, epochs=1)) in got
     assert (s40, ft, QatConfig(bits=8, epochs=1, per_channel=False)) in got
     assert len([r for r in got if isinstance(r[-1], QatConfig)]) == 4
+
+
+def test_a_speed_priority_starts_from_light_removal_in_int8_and_size_keeps_its_seeds():
+    plan = [s.recipe for s in named_plan("pruning", _Task(), finetune_epochs=2)]
+    s, sc = space(qat=True), scans()
+    sc["int8"]["0"] = 0.9  # the INT8 scan: layer 0 alone in INT8 costs 0.9 point
+    size = [recipe_of(s, p) for p in seeds(s, sc, plans=plan, priority="size")]
+    assert size == [recipe_of(s, p) for p in seeds(s, sc, plans=plan)]  # as before
+    ft = FinetuneConfig(epochs=2, distill=0.5)
+    fast = []
+    for importance in ("l1", "taylor"):
+        s20 = StructuredConfig(macs_reduction=0.2, importance=importance)  # smallest step
+        fast += [(s20, ft, StaticInt8Config(per_channel=False, exclude=("^0$",))),
+                 (s20, ft, StaticInt8Config())]  # the sensitive layer FP32; plain
+    for priority in ("speed", "energy"):
+        got = [recipe_of(s, p) for p in seeds(s, sc, plans=plan, priority=priority)]
+        assert got[0] == (StaticInt8Config(),)
+        assert all(r in got for r in fast) and not any(r in size for r in fast)
+        start = got.index(fast[0])
+        assert got[start:start + 4] == fast  # right after the plans' seeds
+        s30, s50 = (StructuredConfig(macs_reduction=m, importance="taylor") for m in (0.3, 0.5))
+        assert (s30, ft) in size and (s30, ft) not in got  # FP32 pruned: its INT8 twin stays
+        assert (s30, ft, StaticInt8Config()) in got and (s50, ft, StaticInt8Config()) in got
+        assert not [r for r in got if len(r) > 1 and isinstance(r[-1], QatConfig)]
+        assert len(got) <= len(size)  # the sampler keeps its room
+        assert len(set(got)) == len(got)
