@@ -82,11 +82,6 @@ def _most_macs_removed(task) -> float:
     return round(1.0 - count_macs(m, example)[0] / base, 4)
 
 
-def _labelled(task) -> bool:
-    train = getattr(task, "train", None)
-    return train is not None and len(train) > 0 and train.targets.ndim == 1
-
-
 def _precisions(task, profile: Profile, space: SearchSpace) -> list[str]:
     from torch import nn
 
@@ -116,7 +111,9 @@ def build_space(task, profile: Profile, *, max_drop: float = 1.0,
 
     base = task.metric(torch_outputs(task.model, task.calibration), task.calibration.targets)
     limit = max(10.0 * max_drop, 0.3 * abs(base))  # fine-tuning recovers much; not a wreck
-    labelled = _labelled(task)
+    from edgeshrink.task import has_labels
+
+    labelled = has_labels(task)
     space = SearchSpace(calibrators=list(CALIBRATORS), bias_correction=[False, True],
                         epochs=list(range(max_epochs + 1)) if labelled else [0],
                         distill=[0.0, 0.5] if labelled else [0.0],
