@@ -26,7 +26,7 @@ from edgeshrink.quant.calibrate import MAX_VALUES, TensorStats, calibrate_range
 
 __all__ = ["RangeObserver", "InputMeans", "correct_biases", "observe_after_relu6",
            "decompose_prelu", "quantize_prelu", "softmax_as_kernel", "share_through_max_pool",
-           "quantize_residual_adds"]
+           "quantize_residual_adds", "quantize_relu_after_add"]
 
 
 class RangeObserver(MinMaxObserver):
@@ -133,6 +133,52 @@ def quantize_residual_adds(model, spec) -> int:
         done += 1
     return done
 
+
+
+_SHARING_TAIL = (torch.ops.aten.adaptive_avg_pool2d.default, torch.ops.aten.mean.dim,
+                 torch.ops.aten.flatten.using_ints, torch.ops.aten.view.default,
+                 torch.ops.aten.reshape.default, torch.ops.aten.squeeze.dim)
+
+
+def quantize_relu_after_add(model, spec) -> int:
+    """Annotate each ReLU that litert-torch's quantizer leaves unannotated after an int8
+    ``add`` (a residual block's output), with its own observer at the output (TFLite's and
+    TFLM's int8 RELU rescale; the converter fuses it into the ADD), and let the global
+    average pool and flatten that follow share its scale (int8 MEAN and RESHAPE). Run after
+    :func:`quantize_residual_adds`. ResNet-20's last block ran DEQUANTIZE -> float RELU ->
+    MEAN -> QUANTIZE in its microcontroller file. Returns how many ReLUs."""
+    from torchao.quantization.pt2e.quantizer import (
+        QuantizationAnnotation,
+        SharedQuantizationSpec,
+    )
+
+    relus = (torch.ops.aten.relu.default, torch.ops.aten.relu_.default)
+    adds = (torch.ops.aten.add.Tensor, torch.ops.aten.add_.Tensor)
+    done = 0
+    for node in model.graph.nodes:
+        if node.op != "call_function" or node.target not in relus:
+            continue
+        x = node.args[0]
+        ann = node.meta.get("quantization_annotation")
+        prev = getattr(x, "meta", {}).get("quantization_annotation")
+        if ((ann is not None and ann._annotated) or getattr(x, "target", None) not in adds
+                or prev is None or prev.output_qspec is None):
+            continue
+        node.meta["quantization_annotation"] = QuantizationAnnotation(
+            input_qspec_map={x: SharedQuantizationSpec(x)}, output_qspec=spec,
+            _annotated=True)
+        done += 1
+        src, users = node, list(node.users)
+        while len(users) == 1 and users[0].op == "call_function" and \
+                users[0].target in _SHARING_TAIL and users[0].args[0] is src:
+            nxt = users[0]
+            if nxt.meta.get("quantization_annotation") is not None:
+                break
+            shared = SharedQuantizationSpec(src)
+            nxt.meta["quantization_annotation"] = QuantizationAnnotation(
+                input_qspec_map={src: shared}, output_qspec=shared, _annotated=True)
+            src, users = nxt, list(nxt.users)
+    return done
 
 # ------------------------------------------------------------------------ bias correction
 

@@ -61,6 +61,7 @@ def _quantizer(calibrator: str, *, calls: int = 1, float_output: bool = False):
         decompose_prelu,
         observe_after_relu6,
         quantize_prelu,
+        quantize_relu_after_add,
         quantize_residual_adds,
         share_through_max_pool,
         softmax_as_kernel,
@@ -83,6 +84,7 @@ def _quantizer(calibrator: str, *, calls: int = 1, float_output: bool = False):
             quantize_prelu(model, spec)
             share_through_max_pool(model)
             quantize_residual_adds(model, spec)
+            quantize_relu_after_add(model, spec)
             if float_output:
                 _float_output(model)
             return model
