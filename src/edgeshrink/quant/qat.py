@@ -10,7 +10,9 @@ Steps of one config (``prepare`` then ``convert``, as the style guide asks):
 2. fine-tune on the task's training data (distillation from the original model optional);
 3. ``convert``: at 8/8 bits, a QDQ ONNX whose scales and zero points *are* the learned ones
    (int8 weights + DequantizeLinear, uint8 QuantizeLinear/DequantizeLinear on each layer's
-   input), checked against the fake-quant torch model; below 8 bits a ``simulated`` artifact.
+   input, repeated after the Relu/MaxPool/reshapes before it so that ONNX Runtime fuses
+   QLinearConv/QGemm), checked against the fake-quant torch model; below 8 bits a
+   ``simulated`` artifact.
 
 Example:
     >>> art = apply_recipe([QatConfig(bits=8, epochs=1)], ctx)
@@ -118,10 +120,32 @@ def _qparams(wrap: QuantWrap) -> tuple[np.ndarray, np.ndarray, float, int]:
             int(aq.zero_point))
 
 
+def _int32_bias(graph, bias, scale: np.ndarray):
+    """``bias`` as int32 on the accumulator's grid (input step x weight step) and the
+    DequantizeLinear that reads it: ORT fuses a layer with a float output (the last one)
+    into QGemm only when every input, the bias too, comes from a DequantizeLinear (a layer
+    followed by a Q fuses with a float bias, and one that stays float would only pay for
+    one more DequantizeLinear per run). The rounding moves each output by at most half an
+    accumulator step."""
+    from onnx import helper, numpy_helper
+
+    b = numpy_helper.to_array(bias).astype(np.float64)
+    scale = np.broadcast_to(scale, b.shape).astype(np.float32)
+    info = np.iinfo(np.int32)
+    q = np.clip(np.round(b / scale), info.min, info.max).astype(np.int32)
+    name = bias.name
+    bias.CopyFrom(numpy_helper.from_array(q, name + "_q"))
+    graph.initializer.extend([numpy_helper.from_array(scale, name + "_s"),
+                              numpy_helper.from_array(np.zeros_like(q), name + "_z")])
+    return helper.make_node("DequantizeLinear", [name + "_q", name + "_s", name + "_z"],
+                            [name + "_dq"], axis=0)
+
+
 def _insert_qdq(graph, layers: dict[str, QuantWrap]) -> set[str]:
     from onnx import helper, numpy_helper
 
     inits = {t.name: t for t in graph.initializer}
+    outputs = {o.name for o in graph.output}  # float-output layers: int32 bias (_int32_bias)
     nodes, done = [], set()
     for node in graph.node:
         layer = node.input[1].removesuffix(".weight") if len(node.input) > 1 else ""
@@ -147,11 +171,65 @@ def _insert_qdq(graph, layers: dict[str, QuantWrap]) -> set[str]:
                                                       layer + ".in_z"], [layer + ".in_dq"]),
             ]
             node.input[0], node.input[1] = layer + ".in_dq", wname + "_dq"
+            if node.output[0] in outputs and len(node.input) > 2 and node.input[2] in inits:
+                nodes.append(_int32_bias(graph, inits[node.input[2]], scale * a_scale))
+                node.input[2] += "_dq"
             done.add(layer)
         nodes.append(node)
     del graph.node[:]
     graph.node.extend(nodes)
     return done
+
+
+# ops that commute with a uniform quantizer (monotone or data movement): a tensor on the
+# grid stays on it, so a Q/DQ pair before them equals the one after
+_MOVES_GRID = frozenset({"MaxPool", "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze",
+                         "Identity"})
+_ACTIVATIONS = frozenset({"Relu", "Clip"})
+
+
+def _quantize_outputs(proto):
+    """Each quantized layer's output quantized with the next layer's learned scale.
+
+    ORT fuses DQ(x), DQ(w) -> Conv -> Q(y) into QLinearConv (and Relu -> Q into the Q when
+    the zero point is the grid's minimum); with only the consumer's input Q after
+    ``Relu -> MaxPool -> Reshape`` the layer ran in float on dequantized values. Where a
+    layer L reaches a quantized consumer M through a single-consumer chain of Relu/Clip then
+    grid-preserving ops, this puts M's Q/DQ after the last activation and after every op up
+    to M's own Q: the same numbers (idempotent on on-grid values), which ORT now runs in
+    uint8. Returns the new proto and the number of Q/DQ pairs added.
+    """
+    import onnx_ir as ir
+
+    model = ir.from_proto(proto)
+    graph, added = model.graph, 0
+    for q in list(graph):
+        if q.op_type != "QuantizeLinear" or q.inputs[1].const_value is None:
+            continue
+        chain, v = [], q.inputs[0]  # walk back from M's input to a quantized layer
+        while ((p := v.producer()) is not None and len(v.uses()) == 1
+               and p.op_type in _MOVES_GRID | _ACTIVATIONS):
+            chain.append(p)
+            v = p.inputs[0]
+        layer = v.producer()
+        src = layer.inputs[0].producer() if layer is not None and layer.inputs else None
+        if (layer is None or layer.op_type not in ("Conv", "Gemm", "MatMul") or len(v.uses()) != 1
+                or src is None or src.op_type != "DequantizeLinear"):
+            continue
+        chain.reverse()  # L's side first; the last op's output already meets M's Q
+        acts = [i for i, n in enumerate(chain) if n.op_type in _ACTIVATIONS]
+        after = chain[acts[-1]:-1] if acts else [layer, *chain][:-1]
+        for node in after:
+            out = node.outputs[0]
+            uses = list(out.uses())
+            qn = ir.node("QuantizeLinear", [out, q.inputs[1], q.inputs[2]])
+            dq = ir.node("DequantizeLinear", [qn.outputs[0], q.inputs[1], q.inputs[2]])
+            qn.outputs[0].name, dq.outputs[0].name = f"{out.name}.rq", f"{out.name}.rdq"
+            for use in uses:
+                use.node.replace_input_with(use.idx, dq.outputs[0])
+            graph.insert_after(node, [qn, dq])
+            added += 1
+    return ir.to_proto(model), added
 
 
 def export_qdq(model: nn.Module, ctx: TransformContext, *, check_agreement: float = 0.99):
@@ -178,6 +256,7 @@ def export_qdq(model: nn.Module, ctx: TransformContext, *, check_agreement: floa
     missing = sorted(set(layers) - _insert_qdq(proto.graph, layers))
     if missing:
         raise QdqMismatch(f"layers not found in the exported graph: {', '.join(missing)}")
+    proto, _ = _quantize_outputs(proto)
     path = save_onnx(proto, ctx.artifact_path())
     agree = _agreement(model, path, ctx.task.eval)
     if agree < check_agreement:
