@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from _tiny import accuracy, ctx_for
 
+from edgeshrink.data import Dataset
 from edgeshrink.encode import decode
 from edgeshrink.quant.nonuniform import (
     Codebook,
@@ -15,7 +17,8 @@ from edgeshrink.quant.nonuniform import (
     kmeans_1d,
     po2_quantize,
 )
-from edgeshrink.transforms import apply_recipe
+from edgeshrink.task import Task
+from edgeshrink.transforms import TransformContext, apply_recipe
 
 
 def test_kmeans_1d_finds_clusters():
@@ -72,3 +75,27 @@ def test_po2_artifact(tiny, tmp_path):
     ratio = w.abs() / w.abs().amax(1, keepdim=True)
     nz = ratio[ratio > 0]
     assert torch.allclose(torch.log2(nz), torch.round(torch.log2(nz)))
+
+
+def test_deep_compression_prunes_by_one_global_cut_not_uniformly(tmp_path):
+    """At 95 % the default 5 % floor per layer would pin every layer at exactly 5 % kept (a
+    uniform cut); the recipe's floor leaves the global cut's rates: the big first layer of a
+    784-300-100-10 MLP loses more than 95 %, the small last one far less."""
+    from edgeshrink.prune import UnstructuredConfig
+
+    torch.manual_seed(0)
+    mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 300), torch.nn.ReLU(),
+                              torch.nn.Linear(300, 100), torch.nn.ReLU(),
+                              torch.nn.Linear(100, 10))
+    step = deep_compression_recipe(0.95, schedule=())[0]
+    assert isinstance(step, UnstructuredConfig) and step.min_keep == pytest.approx(0.0125)
+    x = np.random.default_rng(0).normal(size=(8, 1, 28, 28)).astype(np.float32)
+    task = Task("mlp", mlp, *(Dataset((x,), np.zeros(8, np.int64)),) * 3)
+    art = apply_recipe([step], TransformContext(task=task, workdir=tmp_path, name="p"))
+    zero = {n: float((m.weight == 0).float().mean()) for n, m in art.model.named_modules()
+            if isinstance(m, torch.nn.Linear)}
+    total = sum(float((m.weight == 0).sum()) for m in art.model.modules()
+                if isinstance(m, torch.nn.Linear)) / sum(
+        m.weight.numel() for m in art.model.modules() if isinstance(m, torch.nn.Linear))
+    assert total == pytest.approx(0.95, abs=1e-3)
+    assert zero["1"] > 0.955 and zero["5"] < 0.8, zero
