@@ -140,6 +140,21 @@ _SHARING_TAIL = (torch.ops.aten.adaptive_avg_pool2d.default, torch.ops.aten.mean
                  torch.ops.aten.reshape.default, torch.ops.aten.squeeze.dim)
 
 
+def _left_after_int8(model, targets):
+    """(node, its first input) for each call of one of ``targets`` that the quantizer left
+    unannotated although its input has a quantized output: where an int8 tensor would go
+    back to float."""
+    for node in list(model.graph.nodes):
+        if node.op != "call_function" or node.target not in targets:
+            continue
+        x = node.args[0]
+        ann = node.meta.get("quantization_annotation")
+        prev = getattr(x, "meta", {}).get("quantization_annotation")
+        if (ann is None or not ann._annotated) and prev is not None \
+                and prev.output_qspec is not None:
+            yield node, x
+
+
 def quantize_relu_after_add(model, spec) -> int:
     """Annotate each ReLU that litert-torch's quantizer leaves unannotated after an int8
     ``add`` (a residual block's output), with its own observer at the output (TFLite's and
@@ -155,14 +170,8 @@ def quantize_relu_after_add(model, spec) -> int:
     relus = (torch.ops.aten.relu.default, torch.ops.aten.relu_.default)
     adds = (torch.ops.aten.add.Tensor, torch.ops.aten.add_.Tensor)
     done = 0
-    for node in model.graph.nodes:
-        if node.op != "call_function" or node.target not in relus:
-            continue
-        x = node.args[0]
-        ann = node.meta.get("quantization_annotation")
-        prev = getattr(x, "meta", {}).get("quantization_annotation")
-        if ((ann is not None and ann._annotated) or getattr(x, "target", None) not in adds
-                or prev is None or prev.output_qspec is None):
+    for node, x in _left_after_int8(model, relus):
+        if getattr(x, "target", None) not in adds:
             continue
         node.meta["quantization_annotation"] = QuantizationAnnotation(
             input_qspec_map={x: SharedQuantizationSpec(x)}, output_qspec=spec,
@@ -400,14 +409,7 @@ def share_through_max_pool(model) -> int:
 
     pools = (torch.ops.aten.max_pool2d.default, torch.ops.aten.max_pool1d.default)
     done = 0
-    for node in model.graph.nodes:
-        if node.op != "call_function" or node.target not in pools:
-            continue
-        x = node.args[0]
-        ann = node.meta.get("quantization_annotation")
-        prev = getattr(x, "meta", {}).get("quantization_annotation")
-        if (ann is not None and ann._annotated) or prev is None or prev.output_qspec is None:
-            continue
+    for node, x in _left_after_int8(model, pools):
         shared = SharedQuantizationSpec(x)
         node.meta["quantization_annotation"] = QuantizationAnnotation(
             input_qspec_map={x: shared}, output_qspec=shared, _annotated=True)

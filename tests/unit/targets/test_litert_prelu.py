@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _fit import fit
 from torch import nn
 
 pytest.importorskip("litert_torch")
@@ -49,14 +50,7 @@ def prelu_task(digits_task):
         model.prelu2.weight.copy_(_alphas(32))
     for p in (model.prelu1.weight, model.prelu2.weight):
         p.requires_grad_(False)
-    x = torch.from_numpy(digits_task.train.inputs[0])
-    y = torch.from_numpy(digits_task.train.targets)
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    for _ in range(60):  # a few full-batch steps: confident answers, not a tie-breaking test
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-    model.eval()
+    fit(model, digits_task.train, 60)
     return Task("prelu-digits", model, None, digits_task.calibration, digits_task.eval)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _fit import fit
 from torch import nn
 
 pytest.importorskip("litert_torch")
@@ -45,14 +46,7 @@ class _ResidualNet(nn.Module):
 def residual_task(digits_task):
     torch.manual_seed(0)
     model = _ResidualNet()
-    x = torch.from_numpy(digits_task.train.inputs[0])
-    y = torch.from_numpy(digits_task.train.targets)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(100):  # a few full-batch steps: confident answers, not a tie-breaking test
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-    model.eval()
+    fit(model, digits_task.train, 100)
     return Task("residual-digits", model, None, digits_task.calibration, digits_task.eval)
 
 
