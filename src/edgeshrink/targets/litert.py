@@ -210,17 +210,17 @@ class LiteRTTarget(Target):
             files.append(Path(art.path).with_name(Path(header).name))  # beside the .tflite
         return files
 
-    def figures(self, art, inputs, threads, budget_s: float = 1.0) -> dict:
-        """As the base, but size counts the model's bytes only: a C header is source text
-        that compiles into exactly the ``.tflite``'s bytes in flash (its text is ~6x that)."""
+    def file_figures(self, art) -> dict:
+        """The ``.tflite``'s bytes only: a C header is source text that compiles into exactly
+        those bytes in flash (its text is ~6x that); the hash is what a device bench JSON
+        names."""
         import hashlib
         import zlib
 
-        out = super().figures(art, inputs, threads, budget_s)
         data = Path(art.path).read_bytes()
-        out.update(size=len(data), compressed=len(zlib.compress(data, 9)),
-                   sha256=hashlib.sha256(data).hexdigest())  # what a device bench JSON names
-        return out
+        return {"path": Path(art.path), "size": len(data),
+                "compressed": len(zlib.compress(data, 9)),
+                "sha256": hashlib.sha256(data).hexdigest()}
 
     def peak_memory_mb(self, art, inputs: tuple[np.ndarray, ...], threads: int) -> float | None:
         """A fresh process that opens the file in LiteRT's interpreter and runs it."""

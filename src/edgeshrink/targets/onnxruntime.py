@@ -166,17 +166,14 @@ class OnnxRuntimeTarget(Target):
         """Bytes, latency per thread count (ORT's own session timing, with CPU use) and
         fresh-process peak memory; ``notes["onnx_nodes"]``: nodes ORT dispatches."""
         from edgeshrink.export import ort_session
-        from edgeshrink.measure.artifact import file_sizes, sha256
 
-        size, compressed = file_sizes(art.path)
         by_threads, feeds = {}, None
         for t in threads:
             session = ort_session(art.path, t)
             feeds = feeds or {i.name: x for i, x in zip(session.get_inputs(), inputs, strict=True)}
             by_threads[str(t)] = latency_stats(session, feeds, t, budget_s=budget_s)
         return {
-            "path": Path(art.path), "size": size, "compressed": compressed,
-            "sha256": sha256(art.path), "by_threads": by_threads,
+            **self.file_figures(art), "by_threads": by_threads,
             "peak_mb": self.peak_memory_mb(art, inputs, max(threads)),
             "notes": {"onnx_nodes": runtime_node_count(art.path)},  # per-dispatch estimates
         }
