@@ -257,19 +257,20 @@ def _check_kernels(program) -> None:
                               "the runtime has no portable kernel for it.")
 
 
-def build_pte(model: nn.Module, example: tuple, out: Path, *, precision: str = "fp32",
+def build_pte(model: nn.Module, example: tuple, out: Path, *,
               cfg: ExecuTorchConfig | None = None, data=None) -> dict[str, Any]:
     """Write the XNNPACK-delegated ``.pte`` of ``model`` (static batch of ``example``) to
-    ``out`` atomically; returns the delegation notes."""
+    ``out`` atomically, at ``cfg``'s precision (default FP32); returns the delegation
+    notes."""
     from edgeshrink.bench.rt_executorch import quiet_native
 
-    cfg = cfg or ExecuTorchConfig(precision=precision)
+    cfg = cfg or ExecuTorchConfig(precision="fp32")
     model = copy.deepcopy(model).eval()
     excluded: list[str] = []
     with quiet_native():
         from executorch.exir import to_edge_transform_and_lower
 
-        if precision == "int8":
+        if cfg.precision == "int8":
             model = _quantize(model, example, cfg, data)
         ep = _export(model, example)
         try:
@@ -301,8 +302,7 @@ def _build(cfg: ExecuTorchConfig, model: nn.Module, ctx: TransformContext) -> Ar
         data = ctx.task.calibration
         check_calibration(data, ctx)
     path = ctx.artifact_path(".pte")
-    notes = build_pte(model, ctx.task.example_inputs(1), path, precision=cfg.precision,
-                      cfg=cfg, data=data)
+    notes = build_pte(model, ctx.task.example_inputs(1), path, cfg=cfg, data=data)
     scheme = ("int8 activations (per-tensor affine), int8 weights (per-channel symmetric), "
               "PT2E + XNNPACKQuantizer" if cfg.precision == "int8" else "fp32")
     notes = {"format": "pte", "scheme": scheme, "batch": 1, **notes}
