@@ -148,12 +148,19 @@ def _format_changed(rec: CandidateRecord, device) -> str | None:
         return None
     from edgeshrink.targets.onnxruntime import int8_format
 
-    flags = (tuple(device.cpu_flags) or None) if device is not None else None
-    now = int8_format(flags)["reduce_range"]
+    now = int8_format(_cpu_of(device).get("cpu_flags"))["reduce_range"]
     if bool(fmt.get("reduce_range")) == now:
         return None
     bits = "7-bit (reduce_range)" if now else "8-bit"
     return f"this run's CPU ({'device ' + device.name if device else 'this host'}) needs {bits} weights"
+
+
+def _cpu_of(device) -> dict:
+    """The TransformContext fields that make files for ``device``'s CPU (a profile without
+    ``cpu_flags``: this machine's; no device: nothing, this machine)."""
+    if device is None:
+        return {}
+    return {"cpu_flags": tuple(device.cpu_flags) or None, "device": device.name}
 
 
 def _build(spec: CandidateSpec, task: Task, art_dir: Path, on_step,
@@ -161,10 +168,8 @@ def _build(spec: CandidateSpec, task: Task, art_dir: Path, on_step,
     """Build ``spec``; with ``device`` (a profile) its files are for that device's CPU
     (:attr:`~edgeshrink.devices.Profile.cpu_flags`; none listed: this machine's)."""
     start = time.perf_counter()
-    cpu = ({"cpu_flags": tuple(device.cpu_flags) or None, "device": device.name}
-           if device is not None else {})
     ctx = TransformContext(task=task, workdir=art_dir, name=spec.name, seed=task.seed,
-                           on_step=on_step, **cpu)
+                           on_step=on_step, **_cpu_of(device))
     return apply_recipe(list(spec.recipe), ctx), time.perf_counter() - start
 
 
@@ -249,15 +254,7 @@ def run_study(
             try:
                 art, seconds = _build(spec, task, art_dir, note, device)
             except Exception as exc:
-                if spec.name == BASELINE or os.environ.get("EDGESHRINK_DEBUG"):
-                    raise
-                if isinstance(exc, DiskFullError) or getattr(exc, "errno", None) in DISK_FULL:
-                    raise  # the machine, not the method: every later candidate would fail too
-                # A method that cannot handle this model: say why, and go on with the rest.
-                # Not only UserError: a third-party library failing inside one method (e.g.
-                # a layer its dependency graph did not trace) must not lose the whole study.
-                error = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
-                _failed(run, folder, spec, error, before, on_progress)
+                _failed(run, folder, spec, _failure_text(exc, spec), before, on_progress)
                 continue
             if note:
                 note("measure")
@@ -266,12 +263,7 @@ def run_study(
                 rec = measure_artifact(art, spec, task, run_dir, baseline_value=base,
                                        threads=threads, budget_s=budget_s)
             except Exception as exc:  # its runtime cannot load or run the file it built
-                if spec.name == BASELINE or os.environ.get("EDGESHRINK_DEBUG"):
-                    raise
-                if isinstance(exc, DiskFullError) or getattr(exc, "errno", None) in DISK_FULL:
-                    raise
-                error = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
-                _failed(run, folder, spec, error, before, on_progress)
+                _failed(run, folder, spec, _failure_text(exc, spec), before, on_progress)
                 continue
             rec.seconds = round(seconds, 2)
         if spec.name == BASELINE:
@@ -286,6 +278,20 @@ def run_study(
         if on_progress:
             on_progress(spec.name, "done")
     return run
+
+
+def _failure_text(exc: Exception, spec: CandidateSpec) -> str:
+    """The one sentence a failed candidate's record keeps, from the exception that building
+    or measuring it raised; raises ``exc`` again where the study must stop: the baseline,
+    ``EDGESHRINK_DEBUG``, a full disk (the machine, not the method: every later candidate
+    would fail too). Not only UserError becomes a sentence: a third-party library failing
+    inside one method (e.g. a layer its dependency graph did not trace) must not lose the
+    whole study."""
+    if spec.name == BASELINE or os.environ.get("EDGESHRINK_DEBUG"):
+        raise exc
+    if isinstance(exc, DiskFullError) or getattr(exc, "errno", None) in DISK_FULL:
+        raise exc
+    return str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
 
 
 def _failed(run: RunRecord, folder: RunFolder, spec: CandidateSpec, error: str, before,
