@@ -97,7 +97,7 @@ def device_plan(task, profile, *, finetune_epochs: int = 3, priority: str | None
 
     load_builders()  # each target module registers the step that builds its file
     note = on_note or (lambda _text: None)
-    runtimes = []
+    runtimes, built = [], []
     for r in profile.shipped_runtimes():
         why = runtime_missing(r.name)
         steps = [s for f in r.formats if (s := format_step(r, f))]
@@ -108,12 +108,8 @@ def device_plan(task, profile, *, finetune_epochs: int = 3, priority: str | None
             note(f"{r.name} candidates skipped: {why}")
         else:
             runtimes.append(r)
-    specs: list[CandidateSpec] = []
-    for r in runtimes:
-        for fmt in r.formats:
-            step = format_step(r, fmt)
-            if step is not None:
-                specs.append(CandidateSpec(step[0], (step[1],)))
+            built += steps
+    specs = [CandidateSpec(name, (cfg,)) for name, cfg in built]
     # the compressed file of the preferred runtime: its int8 format, else its first one built
     quant = next((format_step(r, "int8") for r in runtimes if "int8" in r.formats), None)
     if quant is None and runtimes:
