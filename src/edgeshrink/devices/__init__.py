@@ -185,13 +185,6 @@ class Profile:
                 return entry.per_op_us
         return self.overhead_us.get("per_op", 0.0)
 
-    def runtime_rank(self, runtime: str) -> int | None:
-        """Where ``runtime`` (an artifact's ``runtime``) stands in the device's preference
-        order (0 = preferred); None when it does not ship on the device. The advisor's
-        tie-break between files whose estimates cannot tell them apart."""
-        names = [r.name for r in self.shipped_runtimes()]
-        return names.index(runtime) if runtime in names else None
-
     def shipped_runtimes(self) -> tuple[RuntimeEntry, ...]:
         """:attr:`runtimes`, or ONNX Runtime fp32 + int8 for a profile that names none."""
         return self.runtimes or (RuntimeEntry("onnxruntime", ("int8", "fp32"),
