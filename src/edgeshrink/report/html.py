@@ -23,7 +23,7 @@ from edgeshrink import __version__
 from edgeshrink.report import assets
 from edgeshrink.report._common import fmt_value, metric_info, recipe_steps
 from edgeshrink.report.plots import Plot, render_plots
-from edgeshrink.report.views import Row, View, views
+from edgeshrink.report.views import Row, View, accuracy_caveats, not_timed_here, views
 from edgeshrink.results import RunRecord, atomic_write_bytes, atomic_write_text, load_run
 from edgeshrink.units import fmt_bytes
 
@@ -181,21 +181,6 @@ def render_page(run: RunRecord, *, plots: dict[str, Plot] | None = None,
         heat=[_plot_context(p, set(pngs)) for k, p in plots.items()
               if k.startswith("sensitivity_")],
         not_timed=not_timed_here(run), caveats=accuracy_caveats(run))
-
-
-def not_timed_here(run: RunRecord) -> list[dict[str, str]]:
-    """Candidates whose runtime this machine cannot time (TensorRT: the engine is built on
-    the device), each with its sentence and the command that builds and times it there."""
-    return [{"name": c.name, "why": str(c.notes["not_timed_here"]),
-             "command": str(c.notes.get("trtexec", ""))}
-            for c in run.all_candidates() if (c.notes or {}).get("not_timed_here")]
-
-
-def accuracy_caveats(run: RunRecord) -> list[dict[str, str]]:
-    """Candidates whose metric measured here is not the device's (``notes["accuracy_caveat"]``:
-    e.g. INT8 weights built for the device that saturate on this host), each with why."""
-    return [{"name": c.name, "why": str(c.notes["accuracy_caveat"])}
-            for c in run.all_candidates() if (c.notes or {}).get("accuracy_caveat")]
 
 
 def write_report(run_dir: Path | str) -> Path:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from edgeshrink.report._common import FAMILY_COLORS, metric_info
-from edgeshrink.report.views import Row, View, views
+from edgeshrink.report.views import Row, View, accuracy_caveats, not_timed_here, views
 from edgeshrink.results import RunRecord
 
 if TYPE_CHECKING:
@@ -117,14 +117,12 @@ def print_summary(run: RunRecord, console: Console) -> None:
         f"{RECOMMENDED_MARK} recommended   sizes in SI units (1 kB = 1000 B)   "
         "[..] 95% intervals   simulated = no runtime kernel: metric from a simulation",
         style="dim", markup=False)
-    for c in run.all_candidates():  # TensorRT: the engine is built and timed on the device
-        if (c.notes or {}).get("not_timed_here"):
-            console.print(f"not timed here: {c.name}: {c.notes['not_timed_here']}",
-                          style="yellow", markup=False, highlight=False)
-        if (c.notes or {}).get("accuracy_caveat"):  # its metric here is not the device's
-            console.print(f"metric measured here, not the device's: {c.name}: "
-                          f"{c.notes['accuracy_caveat']}", style="yellow", markup=False,
-                          highlight=False)
+    for c in not_timed_here(run):  # TensorRT: the engine is built and timed on the device
+        console.print(f"not timed here: {c['name']}: {c['why']}", style="yellow",
+                      markup=False, highlight=False)
+    for c in accuracy_caveats(run):  # its metric measured here is not the device's
+        console.print(f"metric measured here, not the device's: {c['name']}: {c['why']}",
+                      style="yellow", markup=False, highlight=False)
     for failed in run.failed:
         console.print(f"not built: {failed['name']}: {failed['error']}", style="yellow",
                       markup=False, highlight=False)

@@ -22,7 +22,7 @@ from edgeshrink.results import CandidateRecord, RunRecord
 from edgeshrink.ties import drop_ci
 from edgeshrink.units import fmt_bytes, fmt_interval, fmt_mj, fmt_ms, fmt_points
 
-__all__ = ["Row", "View", "device_view", "host_view", "views"]
+__all__ = ["Row", "View", "accuracy_caveats", "device_view", "host_view", "not_timed_here", "views"]
 
 
 @dataclass(frozen=True)
@@ -138,3 +138,18 @@ def views(run: RunRecord) -> list[View]:
     """The device view first (when there is one), then the host view."""
     dev = device_view(run)
     return ([dev] if dev else []) + [host_view(run)]
+
+
+def not_timed_here(run: RunRecord) -> list[dict[str, str]]:
+    """Candidates whose runtime this machine cannot time (TensorRT: the engine is built on
+    the device), each with its sentence and the command that builds and times it there."""
+    return [{"name": c.name, "why": str(c.notes["not_timed_here"]),
+             "command": str(c.notes.get("trtexec", ""))}
+            for c in run.all_candidates() if (c.notes or {}).get("not_timed_here")]
+
+
+def accuracy_caveats(run: RunRecord) -> list[dict[str, str]]:
+    """Candidates whose metric measured here is not the device's (``notes["accuracy_caveat"]``:
+    e.g. INT8 weights built for the device that saturate on this host), each with why."""
+    return [{"name": c.name, "why": str(c.notes["accuracy_caveat"])}
+            for c in run.all_candidates() if (c.notes or {}).get("accuracy_caveat")]
